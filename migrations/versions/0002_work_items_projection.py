@@ -1,0 +1,554 @@
+"""work_items projection, dependency edges and the triggers that keep them in step
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-24
+
+``file_metadata`` stays the source of truth. ``work_items`` holds one typed row per live path
+whose ``status`` is one of the six statuses; ``work_dependencies`` holds one row per
+``depends_on`` reference. Triggers on ``file_metadata`` and ``file_paths`` maintain both, so
+rows written with plain SQL (the sqlite3 shell, psql) are projected exactly like the API's.
+
+``unresolved_count`` is the number of dependencies whose target is not a live path with status
+``completed``; it is stored so that the ready/blocked views are index-driven instead of
+evaluating dependency subqueries per row.
+
+Work keys projected: status, priority (JSON integer), tags (JSON array of strings), worker_id,
+started_at (ISO-8601 text), and ``queue`` (an object the work queue maintains: attempts,
+max_attempts, run_after, lease_token, lease_expires_at). Values of the wrong JSON type
+project to NULL instead of failing the write.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+STATUSES = "('ready', 'pending', 'blocked', 'in_progress', 'completed', 'failed')"
+WORK_KEYS = "('status', 'priority', 'tags', 'worker_id', 'started_at', 'queue')"
+# Namespace for transaction-level advisory locks on dependency references (PostgreSQL).
+DEPENDENCY_LOCK_NS = 7_400_001
+
+
+def _create_tables(dialect: str) -> None:
+    pg = dialect == "postgresql"
+    ts: sa.types.TypeEngine[object] = postgresql.TIMESTAMP(timezone=True) if pg else sa.Text()
+    tags: sa.types.TypeEngine[object] = postgresql.JSONB() if pg else sa.Text()
+    op.create_table(
+        "work_items",
+        sa.Column(
+            "path_id",
+            sa.String(36),
+            sa.ForeignKey("file_paths.path_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("tenant_id", sa.String(255), nullable=False),
+        sa.Column("created_at", ts, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("priority", sa.BigInteger(), nullable=True),
+        sa.Column("tags", tags, nullable=True),
+        sa.Column("worker_id", sa.Text(), nullable=True),
+        sa.Column("started_at", ts, nullable=True),
+        sa.Column("run_after", ts, nullable=True),
+        sa.Column("lease_token", sa.String(64), nullable=True),
+        sa.Column("lease_expires_at", ts, nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("max_attempts", sa.Integer(), nullable=True),
+        sa.Column("unresolved_count", sa.Integer(), nullable=False, server_default="0"),
+    )
+    op.create_table(
+        "work_dependencies",
+        sa.Column(
+            "path_id",
+            sa.String(36),
+            sa.ForeignKey("file_paths.path_id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("depends_on_ref", sa.Text(), nullable=False),
+        sa.Column("tenant_id", sa.String(255), nullable=False),
+        sa.PrimaryKeyConstraint("path_id", "depends_on_ref", name="pk_work_dependencies"),
+    )
+    op.create_index("ix_work_dependencies_ref", "work_dependencies", ["depends_on_ref"])
+
+
+# --------------------------------------------------------------------------------------------
+# SQLite: no stored procedures, so the trigger bodies are assembled from these fragments.
+# --------------------------------------------------------------------------------------------
+
+
+def _sqlite_unresolved_count(path_id: str) -> str:
+    return f"""(SELECT count(*) FROM work_dependencies d
+        WHERE d.path_id = {path_id}
+          AND NOT EXISTS (SELECT 1 FROM work_items tw
+                          WHERE tw.path_id = d.depends_on_ref AND tw.status = 'completed')
+          AND NOT EXISTS (SELECT 1 FROM file_paths tp JOIN work_items tw ON tw.path_id = tp.path_id
+                          WHERE tp.tenant_id = d.tenant_id AND tp.virtual_path = d.depends_on_ref
+                            AND tw.status = 'completed'))"""
+
+
+def _sqlite_live_status(path_id: str) -> str:
+    return f"""FROM file_paths p
+    JOIN file_metadata s ON s.path_id = p.path_id AND s.key = 'status'
+    LEFT JOIN file_metadata q ON q.path_id = p.path_id AND q.key = 'queue'
+         AND json_type(q.value) = 'object'
+    WHERE p.path_id = {path_id} AND p.deleted_at IS NULL AND json_type(s.value) = 'text'
+      AND json_extract(s.value, '$') IN {STATUSES}"""
+
+
+def _sqlite_ts(expr: str) -> str:
+    return f"strftime('%Y-%m-%d %H:%M:%f', {expr})"
+
+
+def _sqlite_meta(key: str, json_type: str, select: str = "json_extract(m.value, '$')") -> str:
+    return f"""(SELECT {select} FROM file_metadata m
+        WHERE m.path_id = p.path_id AND m.key = '{key}' AND json_type(m.value) = '{json_type}')"""
+
+
+def _sqlite_queue(field: str, json_type: str, select: str | None = None) -> str:
+    value = select or f"json_extract(q.value, '$.{field}')"
+    return f"CASE WHEN json_type(q.value, '$.{field}') = '{json_type}' THEN {value} END"
+
+
+def _sqlite_upsert_work_items(path_id: str) -> str:
+    columns = (
+        "path_id, tenant_id, created_at, status, priority, tags, worker_id, started_at, "
+        "run_after, lease_token, lease_expires_at, attempts, max_attempts, unresolved_count"
+    )
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns.split(", ")[1:])
+    tags = f"""(SELECT m.value FROM file_metadata m
+        WHERE m.path_id = p.path_id AND m.key = 'tags' AND json_type(m.value) = 'array'
+          AND NOT EXISTS (SELECT 1 FROM json_each(m.value) e WHERE e.type <> 'text'))"""
+    return f"""
+    INSERT INTO work_items ({columns})
+    SELECT p.path_id, p.tenant_id, p.created_at, json_extract(s.value, '$'),
+        {_sqlite_meta("priority", "integer")},
+        {tags},
+        {_sqlite_meta("worker_id", "text")},
+        {_sqlite_meta("started_at", "text", _sqlite_ts("json_extract(m.value, '$')"))},
+        {_sqlite_queue("run_after", "text", _sqlite_ts("json_extract(q.value, '$.run_after')"))},
+        {_sqlite_queue("lease_token", "text")},
+        {_sqlite_queue("lease_expires_at", "text",
+                       _sqlite_ts("json_extract(q.value, '$.lease_expires_at')"))},
+        coalesce({_sqlite_queue("attempts", "integer")}, 0),
+        {_sqlite_queue("max_attempts", "integer")},
+        {_sqlite_unresolved_count("p.path_id")}
+    {_sqlite_live_status(path_id)}
+    ON CONFLICT (path_id) DO UPDATE SET {updates};"""
+
+
+def _sqlite_rebuild(path_id: str) -> str:
+    return f"""{_sqlite_upsert_work_items(path_id)}
+    DELETE FROM work_items WHERE path_id = {path_id}
+      AND NOT EXISTS (SELECT 1 {_sqlite_live_status(path_id)});"""
+
+
+def _sqlite_refresh_dependents(refs: str, condition: str = "1") -> str:
+    return f"""
+    UPDATE work_items SET unresolved_count = {_sqlite_unresolved_count("work_items.path_id")}
+    WHERE ({condition}) AND path_id IN (
+        SELECT d.path_id FROM work_dependencies d WHERE d.depends_on_ref IN ({refs}));"""
+
+
+def _sqlite_rebuild_dependencies(path_id: str) -> str:
+    return f"""
+    DELETE FROM work_dependencies WHERE path_id = {path_id};
+    INSERT OR IGNORE INTO work_dependencies (path_id, depends_on_ref, tenant_id)
+    SELECT m.path_id, e.value, p.tenant_id
+    FROM file_metadata m JOIN file_paths p ON p.path_id = m.path_id, json_each(m.value) e
+    WHERE m.path_id = {path_id} AND m.key = 'depends_on'
+      AND json_type(m.value) IN ('text', 'array') AND e.type = 'text';
+    UPDATE work_items SET unresolved_count = {_sqlite_unresolved_count("work_items.path_id")}
+    WHERE path_id = {path_id};"""
+
+
+def _completed(value: str) -> str:
+    return f"coalesce(json_extract({value}, '$') = 'completed', 0)"
+
+
+def _sqlite_triggers() -> list[str]:
+    new_refs = "NEW.path_id, (SELECT virtual_path FROM file_paths WHERE path_id = NEW.path_id)"
+    old_refs = "OLD.path_id, (SELECT virtual_path FROM file_paths WHERE path_id = OLD.path_id)"
+    return [
+        f"""CREATE TRIGGER trg_file_metadata_work_insert AFTER INSERT ON file_metadata
+        WHEN NEW.key IN {WORK_KEYS}
+        BEGIN {_sqlite_rebuild("NEW.path_id")}
+        {_sqlite_refresh_dependents(new_refs, f"NEW.key = 'status' AND {_completed('NEW.value')}")}
+        END""",
+        f"""CREATE TRIGGER trg_file_metadata_work_update AFTER UPDATE OF value ON file_metadata
+        WHEN NEW.key IN {WORK_KEYS} AND OLD.key = NEW.key AND OLD.path_id = NEW.path_id
+             AND OLD.value IS NOT NEW.value
+        BEGIN {_sqlite_rebuild("NEW.path_id")}
+        {_sqlite_refresh_dependents(
+            new_refs,
+            f"NEW.key = 'status' AND {_completed('OLD.value')} <> {_completed('NEW.value')}",
+        )}
+        END""",
+        f"""CREATE TRIGGER trg_file_metadata_work_delete AFTER DELETE ON file_metadata
+        WHEN OLD.key IN {WORK_KEYS}
+        BEGIN {_sqlite_rebuild("OLD.path_id")}
+        {_sqlite_refresh_dependents(old_refs, f"OLD.key = 'status' AND {_completed('OLD.value')}")}
+        END""",
+        # Moving a row to another key or path (plain SQL only): rebuild both sides fully.
+        f"""CREATE TRIGGER trg_file_metadata_work_move AFTER UPDATE OF key, path_id ON file_metadata
+        WHEN OLD.key IS NOT NEW.key OR OLD.path_id IS NOT NEW.path_id
+        BEGIN {_sqlite_rebuild_dependencies("OLD.path_id")} {_sqlite_rebuild("OLD.path_id")}
+        {_sqlite_refresh_dependents(old_refs)}
+        {_sqlite_rebuild_dependencies("NEW.path_id")} {_sqlite_rebuild("NEW.path_id")}
+        {_sqlite_refresh_dependents(new_refs)}
+        END""",
+        f"""CREATE TRIGGER trg_file_metadata_deps_insert AFTER INSERT ON file_metadata
+        WHEN NEW.key = 'depends_on'
+        BEGIN {_sqlite_rebuild_dependencies("NEW.path_id")} END""",
+        f"""CREATE TRIGGER trg_file_metadata_deps_update AFTER UPDATE OF value ON file_metadata
+        WHEN NEW.key = 'depends_on' AND OLD.key = NEW.key AND OLD.path_id = NEW.path_id
+        BEGIN {_sqlite_rebuild_dependencies("NEW.path_id")} END""",
+        f"""CREATE TRIGGER trg_file_metadata_deps_delete AFTER DELETE ON file_metadata
+        WHEN OLD.key = 'depends_on'
+        BEGIN {_sqlite_rebuild_dependencies("OLD.path_id")} END""",
+        f"""CREATE TRIGGER trg_file_paths_work_update
+        AFTER UPDATE OF deleted_at, virtual_path, tenant_id, created_at ON file_paths
+        WHEN OLD.deleted_at IS NOT NEW.deleted_at OR OLD.virtual_path IS NOT NEW.virtual_path
+             OR OLD.tenant_id IS NOT NEW.tenant_id OR OLD.created_at IS NOT NEW.created_at
+        BEGIN
+        UPDATE work_dependencies SET tenant_id = NEW.tenant_id
+        WHERE path_id = NEW.path_id AND tenant_id IS NOT NEW.tenant_id;
+        {_sqlite_rebuild("NEW.path_id")}
+        {_sqlite_refresh_dependents("NEW.path_id, OLD.virtual_path, NEW.virtual_path")}
+        END""",
+        f"""CREATE TRIGGER trg_file_paths_work_delete AFTER DELETE ON file_paths
+        BEGIN
+        DELETE FROM file_metadata WHERE path_id = OLD.path_id;
+        DELETE FROM work_items WHERE path_id = OLD.path_id;
+        DELETE FROM work_dependencies WHERE path_id = OLD.path_id;
+        {_sqlite_refresh_dependents("OLD.path_id, OLD.virtual_path")}
+        END""",
+    ]
+
+
+SQLITE_TRIGGER_NAMES = [
+    "trg_file_metadata_work_insert",
+    "trg_file_metadata_work_update",
+    "trg_file_metadata_work_delete",
+    "trg_file_metadata_work_move",
+    "trg_file_metadata_deps_insert",
+    "trg_file_metadata_deps_update",
+    "trg_file_metadata_deps_delete",
+    "trg_file_paths_work_update",
+    "trg_file_paths_work_delete",
+]
+
+SQLITE_INDEXES = [
+    # NULL priorities last: "priority IS NULL" leads each ordering index.
+    """CREATE INDEX ix_work_items_ready ON work_items
+       (priority IS NULL, priority, created_at, path_id)
+       WHERE status = 'ready' AND unresolved_count = 0""",
+    """CREATE INDEX ix_work_items_pending ON work_items
+       (priority IS NULL, priority, created_at, path_id) WHERE status = 'pending'""",
+    """CREATE INDEX ix_work_items_blocked ON work_items
+       (unresolved_count DESC, priority IS NULL, priority, created_at, path_id)
+       WHERE unresolved_count > 0 AND status IN ('ready', 'pending', 'blocked')""",
+    """CREATE INDEX ix_work_items_in_progress ON work_items (started_at DESC, path_id)
+       WHERE status = 'in_progress'""",
+    """CREATE INDEX ix_work_items_priority ON work_items
+       (priority IS NULL, priority, created_at, path_id)""",
+    # Covering index for the per-status counts.
+    "CREATE INDEX ix_work_items_counts ON work_items (status, unresolved_count, run_after)",
+    """CREATE INDEX ix_work_items_lease ON work_items (lease_expires_at)
+       WHERE status = 'in_progress'""",
+]
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL: plpgsql functions, one trigger per event.
+# --------------------------------------------------------------------------------------------
+
+PG_FUNCTIONS = [
+    r"""CREATE FUNCTION nexus_parse_ts(s text) RETURNS timestamptz
+    LANGUAGE plpgsql STABLE AS $$
+    BEGIN
+        IF s IS NULL OR s !~ '^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$' THEN
+            RETURN NULL;
+        END IF;
+        IF s ~ '[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$' THEN
+            RETURN s::timestamptz;
+        END IF;
+        -- Naive timestamps are UTC, as on SQLite.
+        RETURN s::timestamp AT TIME ZONE 'UTC';
+    END $$""",
+    """CREATE FUNCTION nexus_unresolved_count(p_path_id text) RETURNS integer
+    LANGUAGE sql STABLE AS $$
+        SELECT count(*)::integer FROM work_dependencies d
+        WHERE d.path_id = p_path_id
+          AND NOT EXISTS (SELECT 1 FROM work_items tw
+                          WHERE tw.path_id = d.depends_on_ref AND tw.status = 'completed')
+          AND NOT EXISTS (SELECT 1 FROM file_paths tp JOIN work_items tw ON tw.path_id = tp.path_id
+                          WHERE tp.tenant_id = d.tenant_id AND tp.virtual_path = d.depends_on_ref
+                            AND tw.status = 'completed')
+    $$""",
+    f"""CREATE FUNCTION nexus_lock_refs(p_refs text[]) RETURNS void
+    LANGUAGE sql VOLATILE AS $$
+        -- Serialises a status change of a dependency target with concurrent writers of
+        -- edges naming it, so neither computes a count from a stale snapshot.
+        SELECT count(pg_advisory_xact_lock({DEPENDENCY_LOCK_NS}, h))::integer * 0 FROM (
+            SELECT DISTINCT hashtext(r) AS h FROM unnest(p_refs) AS r
+            WHERE r IS NOT NULL ORDER BY 1) AS locks;
+    $$""",
+    f"""CREATE FUNCTION nexus_rebuild_work_item(p_path_id text) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        INSERT INTO work_items (path_id, tenant_id, created_at, status, priority, tags,
+            worker_id, started_at, run_after, lease_token, lease_expires_at, attempts,
+            max_attempts, unresolved_count)
+        SELECT p.path_id, p.tenant_id, p.created_at, s.value #>> '{{}}',
+            (SELECT (m.value #>> '{{}}')::bigint FROM file_metadata m
+              WHERE m.path_id = p.path_id AND m.key = 'priority'
+                AND jsonb_typeof(m.value) = 'number' AND (m.value #>> '{{}}') ~ '^-?\\d{{1,18}}$'),
+            (SELECT m.value FROM file_metadata m
+              WHERE m.path_id = p.path_id AND m.key = 'tags' AND jsonb_typeof(m.value) = 'array'
+                AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(m.value) e
+                                WHERE jsonb_typeof(e) <> 'string')),
+            (SELECT m.value #>> '{{}}' FROM file_metadata m
+              WHERE m.path_id = p.path_id AND m.key = 'worker_id'
+                AND jsonb_typeof(m.value) = 'string'),
+            (SELECT nexus_parse_ts(m.value #>> '{{}}') FROM file_metadata m
+              WHERE m.path_id = p.path_id AND m.key = 'started_at'
+                AND jsonb_typeof(m.value) = 'string'),
+            CASE WHEN jsonb_typeof(q.value -> 'run_after') = 'string'
+                 THEN nexus_parse_ts(q.value ->> 'run_after') END,
+            CASE WHEN jsonb_typeof(q.value -> 'lease_token') = 'string'
+                 THEN q.value ->> 'lease_token' END,
+            CASE WHEN jsonb_typeof(q.value -> 'lease_expires_at') = 'string'
+                 THEN nexus_parse_ts(q.value ->> 'lease_expires_at') END,
+            CASE WHEN (q.value ->> 'attempts') ~ '^\\d{{1,9}}$'
+                 THEN (q.value ->> 'attempts')::integer ELSE 0 END,
+            CASE WHEN (q.value ->> 'max_attempts') ~ '^\\d{{1,9}}$'
+                 THEN (q.value ->> 'max_attempts')::integer END,
+            nexus_unresolved_count(p.path_id)
+        FROM file_paths p
+        JOIN file_metadata s ON s.path_id = p.path_id AND s.key = 'status'
+        LEFT JOIN file_metadata q ON q.path_id = p.path_id AND q.key = 'queue'
+             AND jsonb_typeof(q.value) = 'object'
+        WHERE p.path_id = p_path_id AND p.deleted_at IS NULL
+          AND jsonb_typeof(s.value) = 'string' AND (s.value #>> '{{}}') IN {STATUSES}
+        ON CONFLICT (path_id) DO UPDATE SET
+            tenant_id = excluded.tenant_id, created_at = excluded.created_at,
+            status = excluded.status, priority = excluded.priority, tags = excluded.tags,
+            worker_id = excluded.worker_id, started_at = excluded.started_at,
+            run_after = excluded.run_after, lease_token = excluded.lease_token,
+            lease_expires_at = excluded.lease_expires_at, attempts = excluded.attempts,
+            max_attempts = excluded.max_attempts, unresolved_count = excluded.unresolved_count;
+        IF NOT FOUND THEN
+            DELETE FROM work_items WHERE path_id = p_path_id;
+        END IF;
+    END $$""",
+    """CREATE FUNCTION nexus_refresh_dependents(p_refs text[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM nexus_lock_refs(p_refs);
+        -- A new statement, so a fresh snapshot: it sees edges committed while we waited.
+        UPDATE work_items w SET unresolved_count = nexus_unresolved_count(w.path_id)
+        WHERE w.path_id IN (SELECT d.path_id FROM work_dependencies d
+                            WHERE d.depends_on_ref = ANY (p_refs));
+    END $$""",
+    """CREATE FUNCTION nexus_rebuild_dependencies(p_path_id text) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        DELETE FROM work_dependencies WHERE path_id = p_path_id;
+        INSERT INTO work_dependencies (path_id, depends_on_ref, tenant_id)
+        SELECT DISTINCT m.path_id, r.ref, p.tenant_id
+        FROM file_metadata m JOIN file_paths p ON p.path_id = m.path_id,
+        LATERAL (
+            SELECT m.value #>> '{}' AS ref WHERE jsonb_typeof(m.value) = 'string'
+            UNION ALL
+            SELECT e #>> '{}' FROM jsonb_array_elements(
+                CASE WHEN jsonb_typeof(m.value) = 'array' THEN m.value ELSE '[]'::jsonb END) e
+            WHERE jsonb_typeof(e) = 'string'
+        ) r
+        WHERE m.path_id = p_path_id AND m.key = 'depends_on';
+        PERFORM nexus_lock_refs(ARRAY(SELECT depends_on_ref FROM work_dependencies
+                                      WHERE path_id = p_path_id));
+        UPDATE work_items SET unresolved_count = nexus_unresolved_count(p_path_id)
+        WHERE path_id = p_path_id;
+    END $$""",
+    f"""CREATE FUNCTION nexus_metadata_changed(p_path_id text, p_key text, p_old jsonb,
+                                              p_new jsonb) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        IF p_key = 'depends_on' THEN
+            PERFORM nexus_rebuild_dependencies(p_path_id);
+            RETURN;
+        END IF;
+        IF p_key NOT IN {WORK_KEYS} THEN
+            RETURN;
+        END IF;
+        PERFORM nexus_rebuild_work_item(p_path_id);
+        IF p_key = 'status'
+           AND coalesce(p_old #>> '{{}}' = 'completed', false)
+               <> coalesce(p_new #>> '{{}}' = 'completed', false) THEN
+            PERFORM nexus_refresh_dependents(ARRAY(
+                SELECT p_path_id UNION ALL
+                SELECT virtual_path FROM file_paths WHERE path_id = p_path_id));
+        END IF;
+    END $$""",
+    """CREATE FUNCTION nexus_file_metadata_trigger() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            PERFORM nexus_metadata_changed(NEW.path_id, NEW.key, NULL, NEW.value);
+        ELSIF TG_OP = 'DELETE' THEN
+            PERFORM nexus_metadata_changed(OLD.path_id, OLD.key, OLD.value, NULL);
+        ELSIF OLD.key <> NEW.key OR OLD.path_id <> NEW.path_id THEN
+            PERFORM nexus_metadata_changed(OLD.path_id, OLD.key, OLD.value, NULL);
+            PERFORM nexus_metadata_changed(NEW.path_id, NEW.key, NULL, NEW.value);
+        ELSE
+            PERFORM nexus_metadata_changed(NEW.path_id, NEW.key, OLD.value, NEW.value);
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE FUNCTION nexus_file_paths_trigger() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            DELETE FROM work_items WHERE path_id = OLD.path_id;
+            PERFORM nexus_refresh_dependents(ARRAY[OLD.path_id, OLD.virtual_path]);
+            RETURN NULL;
+        END IF;
+        IF NEW.tenant_id IS DISTINCT FROM OLD.tenant_id THEN
+            UPDATE work_dependencies SET tenant_id = NEW.tenant_id WHERE path_id = NEW.path_id;
+        END IF;
+        PERFORM nexus_rebuild_work_item(NEW.path_id);
+        PERFORM nexus_refresh_dependents(
+            ARRAY[NEW.path_id, OLD.virtual_path, NEW.virtual_path]);
+        RETURN NULL;
+    END $$""",
+]
+
+WORK_KEYS_PG = (
+    "('status', 'priority', 'tags', 'worker_id', 'started_at', 'queue', 'depends_on')"
+)
+
+PG_TRIGGERS = [
+    f"""CREATE TRIGGER trg_file_metadata_work_insert AFTER INSERT ON file_metadata
+    FOR EACH ROW WHEN (NEW.key IN {WORK_KEYS_PG})
+    EXECUTE FUNCTION nexus_file_metadata_trigger()""",
+    f"""CREATE TRIGGER trg_file_metadata_work_update AFTER UPDATE ON file_metadata
+    FOR EACH ROW WHEN ((NEW.key IN {WORK_KEYS_PG} OR OLD.key IN {WORK_KEYS_PG})
+        AND (OLD.value IS DISTINCT FROM NEW.value OR OLD.key <> NEW.key
+             OR OLD.path_id <> NEW.path_id))
+    EXECUTE FUNCTION nexus_file_metadata_trigger()""",
+    f"""CREATE TRIGGER trg_file_metadata_work_delete AFTER DELETE ON file_metadata
+    FOR EACH ROW WHEN (OLD.key IN {WORK_KEYS_PG})
+    EXECUTE FUNCTION nexus_file_metadata_trigger()""",
+    """CREATE TRIGGER trg_file_paths_work_update
+    AFTER UPDATE OF deleted_at, virtual_path, tenant_id, created_at ON file_paths
+    FOR EACH ROW WHEN (OLD.deleted_at IS DISTINCT FROM NEW.deleted_at
+        OR OLD.virtual_path IS DISTINCT FROM NEW.virtual_path
+        OR OLD.tenant_id IS DISTINCT FROM NEW.tenant_id
+        OR OLD.created_at IS DISTINCT FROM NEW.created_at)
+    EXECUTE FUNCTION nexus_file_paths_trigger()""",
+    """CREATE TRIGGER trg_file_paths_work_delete AFTER DELETE ON file_paths
+    FOR EACH ROW EXECUTE FUNCTION nexus_file_paths_trigger()""",
+]
+
+PG_TRIGGER_TABLES = {
+    "trg_file_metadata_work_insert": "file_metadata",
+    "trg_file_metadata_work_update": "file_metadata",
+    "trg_file_metadata_work_delete": "file_metadata",
+    "trg_file_paths_work_update": "file_paths",
+    "trg_file_paths_work_delete": "file_paths",
+}
+PG_FUNCTION_SIGNATURES = [
+    "nexus_file_paths_trigger()",
+    "nexus_file_metadata_trigger()",
+    "nexus_metadata_changed(text, text, jsonb, jsonb)",
+    "nexus_rebuild_dependencies(text)",
+    "nexus_refresh_dependents(text[])",
+    "nexus_rebuild_work_item(text)",
+    "nexus_lock_refs(text[])",
+    "nexus_unresolved_count(text)",
+    "nexus_parse_ts(text)",
+]
+
+PG_INDEXES = [
+    """CREATE INDEX ix_work_items_ready ON work_items (priority ASC NULLS LAST, created_at, path_id)
+       WHERE status = 'ready' AND unresolved_count = 0""",
+    """CREATE INDEX ix_work_items_pending ON work_items
+       (priority ASC NULLS LAST, created_at, path_id) WHERE status = 'pending'""",
+    """CREATE INDEX ix_work_items_blocked ON work_items
+       (unresolved_count DESC, priority ASC NULLS LAST, created_at, path_id)
+       WHERE unresolved_count > 0 AND status IN ('ready', 'pending', 'blocked')""",
+    """CREATE INDEX ix_work_items_in_progress ON work_items
+       (started_at DESC NULLS LAST, path_id) WHERE status = 'in_progress'""",
+    """CREATE INDEX ix_work_items_priority ON work_items
+       (priority ASC NULLS LAST, created_at, path_id)""",
+    "CREATE INDEX ix_work_items_counts ON work_items (status, unresolved_count, run_after)",
+    """CREATE INDEX ix_work_items_lease ON work_items (lease_expires_at)
+       WHERE status = 'in_progress'""",
+]
+
+INDEX_NAMES = [
+    "ix_work_items_ready",
+    "ix_work_items_pending",
+    "ix_work_items_blocked",
+    "ix_work_items_in_progress",
+    "ix_work_items_priority",
+    "ix_work_items_counts",
+    "ix_work_items_lease",
+]
+
+
+def upgrade() -> None:
+    dialect = op.get_context().dialect.name
+    _create_tables(dialect)
+    if dialect == "postgresql":
+        statements = PG_INDEXES + PG_FUNCTIONS + PG_TRIGGERS
+    else:
+        statements = SQLITE_INDEXES + _sqlite_triggers()
+    for statement in statements:
+        op.execute(statement)
+    # Project whatever metadata already exists (a no-op on a fresh database), then count
+    # blockers once every target's row exists.
+    if dialect == "postgresql":
+        op.execute(
+            "SELECT nexus_rebuild_dependencies(path_id) FROM file_metadata"
+            " WHERE key = 'depends_on'"
+        )
+        op.execute(
+            "SELECT nexus_rebuild_work_item(path_id) FROM file_metadata WHERE key = 'status'"
+        )
+        op.execute("UPDATE work_items SET unresolved_count = nexus_unresolved_count(path_id)")
+    else:
+        op.execute(
+            """INSERT OR IGNORE INTO work_dependencies (path_id, depends_on_ref, tenant_id)
+            SELECT m.path_id, e.value, p.tenant_id
+            FROM file_metadata m JOIN file_paths p ON p.path_id = m.path_id, json_each(m.value) e
+            WHERE m.key = 'depends_on' AND json_type(m.value) IN ('text', 'array')
+              AND e.type = 'text'"""
+        )
+        op.execute(_sqlite_upsert_work_items("p.path_id"))
+        op.execute(
+            "UPDATE work_items SET unresolved_count = "
+            + _sqlite_unresolved_count("work_items.path_id")
+        )
+
+
+def downgrade() -> None:
+    dialect = op.get_context().dialect.name
+    if dialect == "postgresql":
+        for name, table in PG_TRIGGER_TABLES.items():
+            op.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+        for signature in PG_FUNCTION_SIGNATURES:
+            op.execute(f"DROP FUNCTION IF EXISTS {signature}")
+    else:
+        for name in SQLITE_TRIGGER_NAMES:
+            op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    for name in INDEX_NAMES:
+        op.drop_index(name, table_name="work_items")
+    op.drop_index("ix_work_dependencies_ref", table_name="work_dependencies")
+    op.drop_table("work_dependencies")
+    op.drop_table("work_items")

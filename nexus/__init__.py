@@ -1,0 +1,35 @@
+"""nexus: a metadata store of file paths that doubles as a dependency-aware work queue."""
+
+from nexus.connect import NexusFS, connect
+from nexus.errors import (
+    DependencyCycleError,
+    InvalidArgumentError,
+    InvalidMetadataError,
+    InvalidPathError,
+    LeaseLostError,
+    MigrationError,
+    NexusConfigError,
+    NexusDatabaseError,
+    NexusError,
+    NexusFileNotFoundError,
+    WorkItemNotFoundError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DependencyCycleError",
+    "InvalidArgumentError",
+    "InvalidMetadataError",
+    "InvalidPathError",
+    "LeaseLostError",
+    "MigrationError",
+    "NexusConfigError",
+    "NexusDatabaseError",
+    "NexusError",
+    "NexusFS",
+    "NexusFileNotFoundError",
+    "WorkItemNotFoundError",
+    "__version__",
+    "connect",
+]

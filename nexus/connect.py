@@ -1,0 +1,92 @@
+"""``nexus.connect``: files with content plus the metadata store, in one object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from nexus.errors import InvalidArgumentError, NexusConfigError, NexusFileNotFoundError
+from nexus.storage.content import ContentStore
+from nexus.storage.metadata_store import FileRecord, SQLAlchemyMetadataStore
+
+DEFAULT_DATA_DIR = "./nexus-data"
+_CONFIG_KEYS = {"data_dir", "database_url", "tenant_id", "run_migrations"}
+
+
+class NexusFS:
+    """A small file system: content under ``data_dir``, paths and metadata in the store."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        config = dict(config or {})
+        unknown = set(config) - _CONFIG_KEYS
+        if unknown:
+            raise NexusConfigError(f"unknown config keys: {sorted(unknown)}", value=config)
+        self.data_dir = Path(config.get("data_dir") or DEFAULT_DATA_DIR).expanduser()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        database = (
+            config.get("database_url")
+            or os.environ.get("NEXUS_DATABASE_URL")
+            or str(self.data_dir / "metadata.db")
+        )
+        self.content = ContentStore(self.data_dir / "content")
+        self.metadata = SQLAlchemyMetadataStore(
+            database,
+            tenant_id=config.get("tenant_id", "default"),
+            run_migrations=config.get("run_migrations", True),
+        )
+
+    def write(self, path: str, data: bytes, *, file_type: str | None = None) -> FileRecord:
+        """Store ``data`` at ``path`` (content first, then the path row pointing at it)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidArgumentError("data", type(data).__name__, "must be bytes")
+        payload = bytes(data)
+        content_hash = self.content.put(payload)
+        return self.metadata.put(
+            path, size=len(payload), content_hash=content_hash, file_type=file_type
+        )
+
+    def read(self, path: str) -> bytes:
+        record = self.metadata.get(path)
+        if record is None:
+            raise NexusFileNotFoundError(path)
+        if record.content_hash is None:
+            return b""
+        return self.content.get(record.content_hash)
+
+    def exists(self, path: str) -> bool:
+        return self.metadata.exists(path)
+
+    def delete(self, path: str) -> None:
+        """Delete the path (soft). Blobs are shared by hash and are left in place."""
+        self.metadata.delete(path)
+
+    def list(self, prefix: str = "/") -> list[str]:
+        """Virtual paths under ``prefix``, sorted."""
+        return [record.virtual_path for record in self.metadata.list(prefix)]
+
+    def close(self) -> None:
+        self.metadata.close()
+
+    def __enter__(self) -> NexusFS:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def connect(config: Mapping[str, Any] | None = None) -> NexusFS:
+    """Open nexus.
+
+    ``config`` keys: ``data_dir`` (default ``./nexus-data``; content lives there, and so does
+    ``metadata.db`` unless a database is named), ``database_url`` (e.g. PostgreSQL; beats
+    ``NEXUS_DATABASE_URL``), ``tenant_id`` and ``run_migrations``.
+    """
+    return NexusFS(config)

@@ -1,0 +1,93 @@
+"""The nexus exception tree.
+
+Every error nexus raises is a :class:`NexusError`. Errors about bad input are also
+``ValueError`` (or ``FileNotFoundError`` for a missing path) and carry the offending value, so
+callers can catch either the nexus type or the builtin they already expect. Driver errors
+are wrapped in :class:`NexusDatabaseError` with the original chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NexusError(Exception):
+    """Base class of every error raised by nexus."""
+
+
+class NexusConfigError(NexusError, ValueError):
+    """The store or connection was configured wrongly (no database URL, bad option...)."""
+
+    def __init__(self, message: str, *, value: Any = None) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+class InvalidArgumentError(NexusError, ValueError):
+    """A call argument was rejected before anything was written."""
+
+    def __init__(self, name: str, value: Any, reason: str) -> None:
+        super().__init__(f"invalid {name} {value!r}: {reason}")
+        self.name = name
+        self.value = value
+        self.reason = reason
+
+
+class InvalidPathError(NexusError, ValueError):
+    """A virtual path (or path id) is malformed."""
+
+    def __init__(self, path: Any, reason: str) -> None:
+        super().__init__(f"invalid path {path!r}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class InvalidMetadataError(NexusError, ValueError):
+    """A metadata key or value was rejected before anything was written."""
+
+    def __init__(self, key: Any, value: Any, reason: str) -> None:
+        super().__init__(f"invalid metadata {key!r}={value!r}: {reason}")
+        self.key = key
+        self.value = value
+        self.reason = reason
+
+
+class DependencyCycleError(InvalidMetadataError):
+    """Setting ``depends_on`` would make a path (transitively) depend on itself."""
+
+    def __init__(self, path: str, depends_on: Any) -> None:
+        super().__init__("depends_on", depends_on, f"would create a dependency cycle through {path}")
+        self.path = path
+
+
+class NexusFileNotFoundError(NexusError, FileNotFoundError):
+    """The path does not exist (or was deleted)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no such path: {path!r}")
+        self.path = path
+
+
+class NexusDatabaseError(NexusError):
+    """The database driver failed; the driver's exception is ``__cause__``."""
+
+
+class MigrationError(NexusDatabaseError):
+    """The schema could not be brought to (or is newer than) this version of nexus."""
+
+
+class WorkItemNotFoundError(NexusError, LookupError):
+    """The path exists but is not a work item in the state the call needs."""
+
+    def __init__(self, path: str, reason: str = "is not a work item") -> None:
+        super().__init__(f"{path!r} {reason}")
+        self.path = path
+
+
+class LeaseLostError(NexusError):
+    """The caller's lease on a work item expired or was taken over; nothing was changed."""
+
+    def __init__(self, path: str, lease_token: str) -> None:
+        super().__init__(f"lease {lease_token!r} on {path!r} is no longer held")
+        self.path = path
+        self.lease_token = lease_token

@@ -1,0 +1,91 @@
+"""Engine creation: URL resolution and per-connection settings.
+
+SQLite connections run in WAL mode with ``busy_timeout``, ``synchronous=NORMAL`` and
+``foreign_keys=ON`` set on every connection (pragmas are per connection). The driver's own
+transaction handling is switched off so that SQLAlchemy's ``begin`` emits ``BEGIN`` for reads
+and ``BEGIN IMMEDIATE`` for writes (engines created with ``execution_options(nexus_write=True)``):
+a write transaction takes the write lock up front instead of failing to upgrade later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+
+from nexus.errors import NexusConfigError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _json_serializer(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def resolve_database_url(target: str | os.PathLike[str]) -> str:
+    """Turn a SQLite file path or a database URL into a SQLAlchemy URL.
+
+    ``postgresql://`` and ``postgres://`` select the psycopg 3 driver. The parent directory
+    of a SQLite file is created if missing.
+    """
+    text = os.fspath(target)
+    if not text:
+        raise NexusConfigError("empty database path or URL", value=target)
+    if "://" not in text:
+        if text == ":memory:":
+            return "sqlite://"
+        path = Path(text).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path.resolve()}"
+    try:
+        url = sa.engine.make_url(text)
+    except sa.exc.ArgumentError as exc:
+        raise NexusConfigError(f"not a database URL: {text!r}", value=target) from exc
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    elif url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise NexusConfigError(
+            f"unsupported database {url.get_backend_name()!r}: use SQLite or PostgreSQL",
+            value=target,
+        )
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return url.render_as_string(hide_password=False)
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: sa.Connection) -> None:
+    write = connection.get_execution_options().get("nexus_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def create_engine(url: str, **options: Any) -> Engine:
+    """Create an engine for a URL produced by :func:`resolve_database_url`."""
+    parsed = sa.engine.make_url(url)
+    options.setdefault("json_serializer", _json_serializer)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            options.setdefault("poolclass", StaticPool)
+            options.setdefault("connect_args", {"check_same_thread": False})
+        engine = sa.create_engine(url, **options)
+        sa.event.listen(engine, "connect", _on_sqlite_connect)
+        sa.event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+    options.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, **options)

@@ -1,0 +1,471 @@
+"""The metadata store: file paths, key/value metadata and the five work views.
+
+``file_metadata`` is the source of truth; the work views read the ``work_items`` projection the
+migrations maintain with triggers, so everything here is plain reads and upserts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from nexus.errors import (
+    DependencyCycleError,
+    InvalidArgumentError,
+    NexusConfigError,
+    NexusDatabaseError,
+    NexusError,
+    NexusFileNotFoundError,
+)
+from nexus.storage import migrate
+from nexus.storage.engine import create_engine, resolve_database_url
+from nexus.storage.schema import (
+    blocked_work_items,
+    file_metadata,
+    file_paths,
+    in_progress_work,
+    pending_work_items,
+    ready_work_items,
+    work_by_priority,
+)
+from nexus.storage.types import utcnow
+from nexus.storage.validation import (
+    dependency_refs,
+    is_path_id,
+    validate_key,
+    validate_limit,
+    validate_metadata,
+    validate_path,
+    validate_path_or_id,
+    validate_positive_int,
+    validate_prefix,
+)
+
+T = TypeVar("T")
+
+#: PostgreSQL errors worth retrying the whole transaction for: deadlock, serialisation.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+WRITE_ATTEMPTS = 5
+#: Transaction-level advisory lock serialising writers of ``depends_on`` (cycle checks).
+DEPENDENCY_WRITE_LOCK = (7_400_002, 0)
+
+_CYCLE_CHECK = sa.text(
+    """
+    WITH RECURSIVE reach(path_id) AS (
+        SELECT CAST(t.path_id AS TEXT) FROM file_paths t WHERE t.path_id IN :refs
+        UNION
+        SELECT CAST(t.path_id AS TEXT) FROM file_paths t
+        WHERE t.tenant_id = :tenant AND t.virtual_path IN :refs
+        UNION
+        SELECT CAST(coalesce(
+            (SELECT x.path_id FROM file_paths x
+             WHERE x.tenant_id = d.tenant_id AND x.virtual_path = d.depends_on_ref),
+            d.depends_on_ref) AS TEXT)
+        FROM reach r JOIN work_dependencies d ON d.path_id = r.path_id
+    )
+    SELECT 1 FROM reach WHERE path_id = :self LIMIT 1
+    """
+).bindparams(sa.bindparam("refs", expanding=True))
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One live path."""
+
+    path_id: str
+    virtual_path: str
+    tenant_id: str
+    size_bytes: int
+    content_hash: str | None
+    file_type: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> FileRecord:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+class SQLAlchemyMetadataStore:
+    """File paths with key/value metadata, and the work views over them.
+
+    ``SQLAlchemyMetadataStore("metadata.db")`` opens (and migrates) a SQLite file;
+    a URL such as ``"postgresql+psycopg://user@host/db"`` selects PostgreSQL. Without an
+    argument the ``NEXUS_DATABASE_URL`` environment variable is used; an explicit argument
+    always beats the environment.
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        *,
+        db_url: str | None = None,
+        run_migrations: bool = True,
+        tenant_id: str = "default",
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if db_path is not None and db_url is not None:
+            raise NexusConfigError("give either db_path or db_url, not both", value=db_url)
+        target = db_url if db_url is not None else db_path
+        if target is None:
+            target = os.environ.get("NEXUS_DATABASE_URL")
+        if target is None:
+            raise NexusConfigError(
+                "no database: pass a SQLite path or a URL, or set NEXUS_DATABASE_URL"
+            )
+        if not isinstance(tenant_id, str) or not tenant_id:
+            raise NexusConfigError("tenant_id must be a non-empty string", value=tenant_id)
+        self.url = resolve_database_url(target)
+        self.tenant_id = tenant_id
+        self.engine: Engine = create_engine(self.url, **dict(engine_options or {}))
+        self._write_engine = self.engine.execution_options(nexus_write=True)
+        self.dialect = self.engine.dialect.name
+        self._closed = False
+        try:
+            if run_migrations:
+                migrate.upgrade(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
+        self._build_statements()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _build_statements(self) -> None:
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        put = insert(file_paths)
+        self._put_stmt = put.on_conflict_do_update(
+            index_elements=["tenant_id", "virtual_path"],
+            set_={
+                "size_bytes": put.excluded.size_bytes,
+                "content_hash": put.excluded.content_hash,
+                "file_type": put.excluded.file_type,
+                "updated_at": put.excluded.updated_at,
+                "deleted_at": None,
+                # A soft-deleted path comes back as a new file.
+                "created_at": sa.case(
+                    (file_paths.c.deleted_at.is_(None), file_paths.c.created_at),
+                    else_=put.excluded.created_at,
+                ),
+            },
+        ).returning(*file_paths.c)
+        upsert = insert(file_metadata)
+        self._upsert_metadata_stmt = upsert.on_conflict_do_update(
+            index_elements=["path_id", "key"],
+            set_={"value": upsert.excluded.value, "updated_at": upsert.excluded.updated_at},
+        )
+        self._view_stmts: dict[tuple[str, bool], sa.Select[Any]] = {}
+        for view in (
+            ready_work_items,
+            pending_work_items,
+            blocked_work_items,
+            work_by_priority,
+            in_progress_work,
+        ):
+            base = sa.select(view)
+            self._view_stmts[(view.name, False)] = base
+            self._view_stmts[(view.name, True)] = base.limit(sa.bindparam("limit", type_=sa.Integer))
+
+    def _path_filter(self, ref: str) -> sa.ColumnElement[bool]:
+        """Live path of this tenant by virtual path, or by path_id."""
+        column = file_paths.c.path_id if is_path_id(ref) else file_paths.c.virtual_path
+        return sa.and_(
+            column == sa.bindparam("ref"),
+            file_paths.c.tenant_id == sa.bindparam("tenant"),
+            file_paths.c.deleted_at.is_(None),
+        )
+
+    def _params(self, ref: str, **extra: Any) -> dict[str, Any]:
+        return {"ref": ref, "tenant": self.tenant_id, **extra}
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        self._check_open()
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            raise NexusDatabaseError(f"database read failed: {exc.orig}") from exc
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction; retried on PostgreSQL deadlocks."""
+        self._check_open()
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self._write_engine.begin() as conn:
+                    return work(conn)
+            except sa.exc.DBAPIError as exc:
+                sqlstate = getattr(exc.orig, "sqlstate", None)
+                if sqlstate in RETRYABLE_SQLSTATES and attempt + 1 < WRITE_ATTEMPTS:
+                    time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+                    continue
+                raise NexusDatabaseError(f"database write failed: {exc.orig}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NexusError("the store is closed")
+
+    def _require_path_id(self, conn: Connection, ref: str) -> str:
+        path_id = conn.execute(
+            sa.select(file_paths.c.path_id).where(self._path_filter(ref)), self._params(ref)
+        ).scalar()
+        if path_id is None:
+            raise NexusFileNotFoundError(ref)
+        return path_id
+
+    # ------------------------------------------------------------------ files
+
+    def put(
+        self,
+        path: str,
+        *,
+        size: int = 0,
+        content_hash: str | None = None,
+        file_type: str | None = None,
+    ) -> FileRecord:
+        """Create the path, or update its size/hash/type if it exists (idempotent)."""
+        path = validate_path(path)
+        validate_positive_int("size", size, allow_zero=True)
+        for name, value in (("content_hash", content_hash), ("file_type", file_type)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidArgumentError(name, value, "must be a string or None")
+        now = utcnow()
+        row = {
+            "path_id": str(uuid.uuid4()),
+            "tenant_id": self.tenant_id,
+            "virtual_path": path,
+            "size_bytes": size,
+            "content_hash": content_hash,
+            "file_type": file_type,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+        def work(conn: Connection) -> FileRecord:
+            # A soft-deleted path keeps its row; bringing it back starts with no metadata.
+            conn.execute(
+                sa.delete(file_metadata).where(
+                    file_metadata.c.path_id.in_(
+                        sa.select(file_paths.c.path_id).where(
+                            file_paths.c.tenant_id == self.tenant_id,
+                            file_paths.c.virtual_path == path,
+                            file_paths.c.deleted_at.is_not(None),
+                        )
+                    )
+                )
+            )
+            return FileRecord.from_row(conn.execute(self._put_stmt, row).mappings().one())
+
+        return self._write(work)
+
+    def get(self, path: str) -> FileRecord | None:
+        """The live path's record, or None."""
+        ref = validate_path_or_id(path)
+        with self._reading() as conn:
+            row = (
+                conn.execute(sa.select(file_paths).where(self._path_filter(ref)), self._params(ref))
+                .mappings()
+                .first()
+            )
+        return None if row is None else FileRecord.from_row(row)
+
+    def exists(self, path: str) -> bool:
+        return self.get_path_id(path) is not None
+
+    def get_path_id(self, path: str) -> str | None:
+        ref = validate_path_or_id(path)
+        with self._reading() as conn:
+            return conn.execute(
+                sa.select(file_paths.c.path_id).where(self._path_filter(ref)), self._params(ref)
+            ).scalar()
+
+    def delete(self, path: str) -> None:
+        """Soft-delete the path: it leaves every listing and view; its row stays for history."""
+        ref = validate_path_or_id(path)
+        now = utcnow()
+
+        def work(conn: Connection) -> None:
+            result = conn.execute(
+                sa.update(file_paths)
+                .where(self._path_filter(ref))
+                .values(deleted_at=now, updated_at=now),
+                self._params(ref),
+            )
+            if result.rowcount == 0:
+                raise NexusFileNotFoundError(ref)
+
+        self._write(work)
+
+    def list(self, prefix: str = "/") -> list[FileRecord]:
+        """Live paths under ``prefix`` (a plain string prefix), ordered by path."""
+        prefix = validate_prefix(prefix)
+        path = file_paths.c.virtual_path
+        order = path.collate("C") if self.dialect == "postgresql" else path
+        stmt = (
+            sa.select(file_paths)
+            .where(
+                file_paths.c.tenant_id == self.tenant_id,
+                file_paths.c.deleted_at.is_(None),
+                sa.func.substr(path, 1, len(prefix)) == prefix,
+            )
+            .order_by(order)
+        )
+        with self._reading() as conn:
+            return [FileRecord.from_row(row) for row in conn.execute(stmt).mappings()]
+
+    # ------------------------------------------------------------------ metadata
+
+    def set_file_metadata(self, path: str, key: str, value: Any) -> None:
+        """Set one key (an upsert). Work keys are validated; values are any JSON."""
+        ref = validate_path_or_id(path)
+        value = validate_metadata(key, value)
+        now = utcnow()
+
+        def work(conn: Connection) -> None:
+            path_id = self._require_path_id(conn, ref)
+            if key == "depends_on":
+                self._lock_dependency_writes(conn)
+                self._check_no_cycle(conn, ref, path_id, dependency_refs(value))
+            conn.execute(
+                self._upsert_metadata_stmt,
+                {"path_id": path_id, "key": key, "value": value, "created_at": now,
+                 "updated_at": now},
+            )
+
+        self._write(work)
+
+    def get_file_metadata(self, path: str, key: str) -> Any:
+        """The value of ``key``, or None if it is unset. Raises if the path does not exist."""
+        ref = validate_path_or_id(path)
+        key = validate_key(key)
+        stmt = (
+            sa.select(file_paths.c.path_id, file_metadata.c.value)
+            .select_from(
+                file_paths.outerjoin(
+                    file_metadata,
+                    sa.and_(
+                        file_metadata.c.path_id == file_paths.c.path_id,
+                        file_metadata.c.key == sa.bindparam("key"),
+                    ),
+                )
+            )
+            .where(self._path_filter(ref))
+        )
+        with self._reading() as conn:
+            row = conn.execute(stmt, self._params(ref, key=key)).first()
+        if row is None:
+            raise NexusFileNotFoundError(ref)
+        return row.value
+
+    def get_all_file_metadata(self, path: str) -> dict[str, Any]:
+        ref = validate_path_or_id(path)
+        stmt = (
+            sa.select(file_paths.c.path_id, file_metadata.c.key, file_metadata.c.value)
+            .select_from(
+                file_paths.outerjoin(
+                    file_metadata, file_metadata.c.path_id == file_paths.c.path_id
+                )
+            )
+            .where(self._path_filter(ref))
+            .order_by(file_metadata.c.key)
+        )
+        with self._reading() as conn:
+            rows = conn.execute(stmt, self._params(ref)).all()
+        if not rows:
+            raise NexusFileNotFoundError(ref)
+        return {row.key: row.value for row in rows if row.key is not None}
+
+    def delete_file_metadata(self, path: str, key: str) -> bool:
+        """Remove ``key``; returns whether it was set."""
+        ref = validate_path_or_id(path)
+        key = validate_key(key)
+
+        def work(conn: Connection) -> bool:
+            path_id = self._require_path_id(conn, ref)
+            result = conn.execute(
+                sa.delete(file_metadata).where(
+                    file_metadata.c.path_id == path_id, file_metadata.c.key == key
+                )
+            )
+            return result.rowcount > 0
+
+        return self._write(work)
+
+    def _lock_dependency_writes(self, conn: Connection) -> None:
+        if self.dialect == "postgresql":
+            conn.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(*DEPENDENCY_WRITE_LOCK))
+            )
+
+    def _check_no_cycle(self, conn: Connection, ref: str, path_id: str, refs: list[str]) -> None:
+        if not refs:
+            return
+        found = conn.execute(
+            _CYCLE_CHECK, {"refs": refs, "tenant": self.tenant_id, "self": path_id}
+        ).first()
+        if found is not None:
+            raise DependencyCycleError(ref, refs if len(refs) > 1 else refs[0])
+
+    # ------------------------------------------------------------------ work views
+
+    def _view(self, name: str, limit: int | None) -> list[dict[str, Any]]:
+        limit = validate_limit(limit)
+        stmt = self._view_stmts[(name, limit is not None)]
+        with self._reading() as conn:
+            result = conn.execute(stmt, {"limit": limit} if limit is not None else {})
+            return [dict(row) for row in result.mappings()]
+
+    def get_ready_work(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Status ``ready``, every dependency completed, ``run_after`` reached; by priority."""
+        return self._view("ready_work_items", limit)
+
+    def get_pending_work(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Status ``pending``, by priority."""
+        return self._view("pending_work_items", limit)
+
+    def get_blocked_work(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Ready/pending/blocked with unresolved dependencies; most blockers first."""
+        return self._view("blocked_work_items", limit)
+
+    def get_work_by_priority(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every path with a status, by priority, with its tags."""
+        return self._view("work_by_priority", limit)
+
+    def get_in_progress_work(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Status ``in_progress`` with worker_id and started_at; newest start first."""
+        return self._view("in_progress_work", limit)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.engine.dispose()
+
+    def __enter__(self) -> SQLAlchemyMetadataStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        url = sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        return f"SQLAlchemyMetadataStore({url!r}, tenant_id={self.tenant_id!r})"

@@ -1,0 +1,96 @@
+"""Running the Alembic revisions from the installed package, serialised by a lock.
+
+The revisions live in ``nexus.migrations`` (the top-level ``migrations/`` directory of a
+checkout, mapped into the wheel), so migrating does not depend on the working directory or on
+an ``alembic.ini`` being present.
+
+Several processes opening the same fresh database at once all succeed: the migration runs in
+one transaction that first takes a lock (PostgreSQL: ``pg_advisory_xact_lock``; SQLite:
+``BEGIN IMMEDIATE``), and Alembic reads the current revision only after the lock is held.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from nexus.errors import MigrationError
+
+DEFAULT_ALEMBIC_DB = "nexus-data/metadata.db"
+MIGRATION_LOCK_KEY = 7_400_000
+
+
+def migrations_directory() -> Path:
+    return Path(str(resources.files("nexus.migrations")))
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_directory()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.lru_cache(maxsize=1)
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise MigrationError("no migrations found")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+@contextmanager
+def migration_transaction(connection: Connection) -> Iterator[Connection]:
+    """A write transaction holding the migration lock until it commits."""
+    connection.execution_options(nexus_write=True)
+    with connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+        yield connection
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to ``revision`` (default: head). Cheap when already there."""
+    if revision == "head":
+        try:
+            if current_revision(engine) == head_revision():
+                return
+        except sa.exc.DBAPIError as exc:
+            raise MigrationError(f"cannot read the schema revision: {exc}") from exc
+    _run(engine, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database down to ``revision`` (``"base"`` removes every nexus object)."""
+    _run(engine, lambda config: command.downgrade(config, revision))
+
+
+def _run(engine: Engine, action: Callable[[Config], object]) -> None:
+    try:
+        with engine.connect() as conn, migration_transaction(conn):
+            action(alembic_config(conn))
+    except sa.exc.DBAPIError as exc:
+        raise MigrationError(f"migration failed: {exc}") from exc
+    except Exception as exc:
+        if exc.__class__.__module__.startswith("alembic"):
+            raise MigrationError(f"migration failed: {exc}") from exc
+        raise

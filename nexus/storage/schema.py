@@ -1,0 +1,105 @@
+"""SQLAlchemy Core descriptions of the tables and views the migrations create.
+
+These are for building statements and typing results; the schema itself is owned by the
+Alembic revisions in ``migrations/`` (``nexus.migrations`` once installed).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from nexus.storage.types import JSONValue, UTCDateTime
+
+metadata = sa.MetaData()
+
+file_paths = sa.Table(
+    "file_paths",
+    metadata,
+    sa.Column("path_id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(255), nullable=False),
+    sa.Column("virtual_path", sa.Text(), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+    sa.Column("content_hash", sa.String(128)),
+    sa.Column("file_type", sa.String(255)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime()),
+    sa.UniqueConstraint("tenant_id", "virtual_path"),
+)
+
+file_metadata = sa.Table(
+    "file_metadata",
+    metadata,
+    sa.Column("path_id", sa.String(36), sa.ForeignKey("file_paths.path_id"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", JSONValue, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+work_items = sa.Table(
+    "work_items",
+    metadata,
+    sa.Column("path_id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.BigInteger()),
+    sa.Column("tags", JSONValue),
+    sa.Column("worker_id", sa.Text()),
+    sa.Column("started_at", UTCDateTime()),
+    sa.Column("run_after", UTCDateTime()),
+    sa.Column("lease_token", sa.String(64)),
+    sa.Column("lease_expires_at", UTCDateTime()),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("max_attempts", sa.Integer()),
+    sa.Column("unresolved_count", sa.Integer(), nullable=False),
+)
+
+work_dependencies = sa.Table(
+    "work_dependencies",
+    metadata,
+    sa.Column("path_id", sa.String(36), primary_key=True),
+    sa.Column("depends_on_ref", sa.Text(), primary_key=True),
+    sa.Column("tenant_id", sa.String(255), nullable=False),
+)
+
+
+def _view_columns() -> list[sa.Column[object]]:
+    return [
+        sa.Column("path_id", sa.String(36)),
+        sa.Column("virtual_path", sa.Text()),
+        sa.Column("tenant_id", sa.String(255)),
+        sa.Column("status", sa.String(16)),
+        sa.Column("priority", sa.BigInteger()),
+        sa.Column("created_at", UTCDateTime()),
+        sa.Column("updated_at", UTCDateTime()),
+        sa.Column("size_bytes", sa.BigInteger()),
+        sa.Column("content_hash", sa.String(128)),
+    ]
+
+
+views = sa.MetaData()
+ready_work_items = sa.Table("ready_work_items", views, *_view_columns())
+pending_work_items = sa.Table("pending_work_items", views, *_view_columns())
+blocked_work_items = sa.Table(
+    "blocked_work_items", views, *_view_columns(), sa.Column("blocker_count", sa.Integer())
+)
+work_by_priority = sa.Table(
+    "work_by_priority", views, *_view_columns(), sa.Column("tags", JSONValue)
+)
+in_progress_work = sa.Table(
+    "in_progress_work",
+    views,
+    *_view_columns(),
+    sa.Column("worker_id", sa.Text()),
+    sa.Column("started_at", UTCDateTime()),
+)
+
+VIEW_NAMES = (
+    "ready_work_items",
+    "pending_work_items",
+    "blocked_work_items",
+    "work_by_priority",
+    "in_progress_work",
+)
