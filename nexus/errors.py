@@ -56,7 +56,9 @@ class DependencyCycleError(InvalidMetadataError):
     """Setting ``depends_on`` would make a path (transitively) depend on itself."""
 
     def __init__(self, path: str, depends_on: Any) -> None:
-        super().__init__("depends_on", depends_on, f"would create a dependency cycle through {path}")
+        super().__init__(
+            "depends_on", depends_on, f"would create a dependency cycle through {path}"
+        )
         self.path = path
 
 

@@ -56,9 +56,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_file_paths_content_hash", "file_paths", ["content_hash"])
 
-    checks = [] if dialect == "postgresql" else [
-        sa.CheckConstraint("json_valid(value)", name="ck_file_metadata_value_is_json")
-    ]
+    checks = (
+        []
+        if dialect == "postgresql"
+        else [sa.CheckConstraint("json_valid(value)", name="ck_file_metadata_value_is_json")]
+    )
     op.create_table(
         "file_metadata",
         sa.Column(

@@ -105,14 +105,51 @@ def _sqlite_ts(expr: str) -> str:
     return f"strftime('%Y-%m-%d %H:%M:%f', {expr})"
 
 
-def _sqlite_meta(key: str, json_type: str, select: str = "json_extract(m.value, '$')") -> str:
+def _sqlite_meta(
+    key: str, json_type: str, owner: str, select: str = "json_extract(m.value, '$')"
+) -> str:
     return f"""(SELECT {select} FROM file_metadata m
-        WHERE m.path_id = p.path_id AND m.key = '{key}' AND json_type(m.value) = '{json_type}')"""
+        WHERE m.path_id = {owner} AND m.key = '{key}' AND json_type(m.value) = '{json_type}')"""
 
 
 def _sqlite_queue(field: str, json_type: str, select: str | None = None) -> str:
     value = select or f"json_extract(q.value, '$.{field}')"
     return f"CASE WHEN json_type(q.value, '$.{field}') = '{json_type}' THEN {value} END"
+
+
+def _sqlite_key_columns(owner: str) -> dict[str, str]:
+    """Projected column of each non-status work key, for the path ``owner``."""
+    tags = f"""(SELECT m.value FROM file_metadata m
+        WHERE m.path_id = {owner} AND m.key = 'tags' AND json_type(m.value) = 'array'
+          AND NOT EXISTS (SELECT 1 FROM json_each(m.value) e WHERE e.type <> 'text'))"""
+    return {
+        "priority": _sqlite_meta("priority", "integer", owner),
+        "tags": tags,
+        "worker_id": _sqlite_meta("worker_id", "text", owner),
+        "started_at": _sqlite_meta(
+            "started_at", "text", owner, _sqlite_ts("json_extract(m.value, '$')")
+        ),
+    }
+
+
+QUEUE_COLUMNS = ("run_after", "lease_token", "lease_expires_at", "attempts", "max_attempts")
+
+
+def _sqlite_queue_values() -> str:
+    """The queue columns from a row ``q`` of the 'queue' key (NULLs, attempts 0, if none)."""
+    return ",\n        ".join(
+        [
+            _sqlite_queue("run_after", "text", _sqlite_ts("json_extract(q.value, '$.run_after')")),
+            _sqlite_queue("lease_token", "text"),
+            _sqlite_queue(
+                "lease_expires_at",
+                "text",
+                _sqlite_ts("json_extract(q.value, '$.lease_expires_at')"),
+            ),
+            f"coalesce({_sqlite_queue('attempts', 'integer')}, 0)",
+            _sqlite_queue("max_attempts", "integer"),
+        ]
+    )
 
 
 def _sqlite_upsert_work_items(path_id: str) -> str:
@@ -121,22 +158,12 @@ def _sqlite_upsert_work_items(path_id: str) -> str:
         "run_after, lease_token, lease_expires_at, attempts, max_attempts, unresolved_count"
     )
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns.split(", ")[1:])
-    tags = f"""(SELECT m.value FROM file_metadata m
-        WHERE m.path_id = p.path_id AND m.key = 'tags' AND json_type(m.value) = 'array'
-          AND NOT EXISTS (SELECT 1 FROM json_each(m.value) e WHERE e.type <> 'text'))"""
+    keys = _sqlite_key_columns("p.path_id")
     return f"""
     INSERT INTO work_items ({columns})
     SELECT p.path_id, p.tenant_id, p.created_at, json_extract(s.value, '$'),
-        {_sqlite_meta("priority", "integer")},
-        {tags},
-        {_sqlite_meta("worker_id", "text")},
-        {_sqlite_meta("started_at", "text", _sqlite_ts("json_extract(m.value, '$')"))},
-        {_sqlite_queue("run_after", "text", _sqlite_ts("json_extract(q.value, '$.run_after')"))},
-        {_sqlite_queue("lease_token", "text")},
-        {_sqlite_queue("lease_expires_at", "text",
-                       _sqlite_ts("json_extract(q.value, '$.lease_expires_at')"))},
-        coalesce({_sqlite_queue("attempts", "integer")}, 0),
-        {_sqlite_queue("max_attempts", "integer")},
+        {keys["priority"]}, {keys["tags"]}, {keys["worker_id"]}, {keys["started_at"]},
+        {_sqlite_queue_values()},
         {_sqlite_unresolved_count("p.path_id")}
     {_sqlite_live_status(path_id)}
     ON CONFLICT (path_id) DO UPDATE SET {updates};"""
@@ -146,6 +173,20 @@ def _sqlite_rebuild(path_id: str) -> str:
     return f"""{_sqlite_upsert_work_items(path_id)}
     DELETE FROM work_items WHERE path_id = {path_id}
       AND NOT EXISTS (SELECT 1 {_sqlite_live_status(path_id)});"""
+
+
+def _sqlite_update_key(key: str, path_id: str) -> str:
+    """Refresh the columns of one non-status key; a no-op when the path has no work row."""
+    if key == "queue":
+        return f"""
+    UPDATE work_items SET ({", ".join(QUEUE_COLUMNS)}) = (
+        SELECT {_sqlite_queue_values()}
+        FROM (SELECT 1) AS one
+        LEFT JOIN file_metadata q ON q.path_id = work_items.path_id AND q.key = 'queue'
+             AND json_type(q.value) = 'object')
+    WHERE path_id = {path_id};"""
+    column = _sqlite_key_columns("work_items.path_id")[key]
+    return f"UPDATE work_items SET {key} = {column} WHERE path_id = {path_id};"
 
 
 def _sqlite_refresh_dependents(refs: str, condition: str = "1") -> str:
@@ -171,47 +212,51 @@ def _completed(value: str) -> str:
     return f"coalesce(json_extract({value}, '$') = 'completed', 0)"
 
 
-def _sqlite_triggers() -> list[str]:
+NON_STATUS_KEYS = ("priority", "tags", "worker_id", "started_at", "queue")
+
+
+def _sqlite_triggers() -> dict[str, str]:
     new_refs = "NEW.path_id, (SELECT virtual_path FROM file_paths WHERE path_id = NEW.path_id)"
     old_refs = "OLD.path_id, (SELECT virtual_path FROM file_paths WHERE path_id = OLD.path_id)"
-    return [
-        f"""CREATE TRIGGER trg_file_metadata_work_insert AFTER INSERT ON file_metadata
-        WHEN NEW.key IN {WORK_KEYS}
+    same_row = "OLD.key = NEW.key AND OLD.path_id = NEW.path_id"
+    triggers = {
+        "trg_file_metadata_status_insert": f"""AFTER INSERT ON file_metadata
+        WHEN NEW.key = 'status'
         BEGIN {_sqlite_rebuild("NEW.path_id")}
-        {_sqlite_refresh_dependents(new_refs, f"NEW.key = 'status' AND {_completed('NEW.value')}")}
+        {_sqlite_refresh_dependents(new_refs, _completed("NEW.value"))}
         END""",
-        f"""CREATE TRIGGER trg_file_metadata_work_update AFTER UPDATE OF value ON file_metadata
-        WHEN NEW.key IN {WORK_KEYS} AND OLD.key = NEW.key AND OLD.path_id = NEW.path_id
-             AND OLD.value IS NOT NEW.value
+        "trg_file_metadata_status_update": f"""AFTER UPDATE OF value ON file_metadata
+        WHEN NEW.key = 'status' AND {same_row} AND OLD.value IS NOT NEW.value
         BEGIN {_sqlite_rebuild("NEW.path_id")}
-        {_sqlite_refresh_dependents(
-            new_refs,
-            f"NEW.key = 'status' AND {_completed('OLD.value')} <> {_completed('NEW.value')}",
-        )}
+        {
+            _sqlite_refresh_dependents(
+                new_refs, f"{_completed('OLD.value')} <> {_completed('NEW.value')}"
+            )
+        }
         END""",
-        f"""CREATE TRIGGER trg_file_metadata_work_delete AFTER DELETE ON file_metadata
-        WHEN OLD.key IN {WORK_KEYS}
+        "trg_file_metadata_status_delete": f"""AFTER DELETE ON file_metadata
+        WHEN OLD.key = 'status'
         BEGIN {_sqlite_rebuild("OLD.path_id")}
-        {_sqlite_refresh_dependents(old_refs, f"OLD.key = 'status' AND {_completed('OLD.value')}")}
+        {_sqlite_refresh_dependents(old_refs, _completed("OLD.value"))}
         END""",
+        "trg_file_metadata_deps_insert": f"""AFTER INSERT ON file_metadata
+        WHEN NEW.key = 'depends_on'
+        BEGIN {_sqlite_rebuild_dependencies("NEW.path_id")} END""",
+        "trg_file_metadata_deps_update": f"""AFTER UPDATE OF value ON file_metadata
+        WHEN NEW.key = 'depends_on' AND {same_row}
+        BEGIN {_sqlite_rebuild_dependencies("NEW.path_id")} END""",
+        "trg_file_metadata_deps_delete": f"""AFTER DELETE ON file_metadata
+        WHEN OLD.key = 'depends_on'
+        BEGIN {_sqlite_rebuild_dependencies("OLD.path_id")} END""",
         # Moving a row to another key or path (plain SQL only): rebuild both sides fully.
-        f"""CREATE TRIGGER trg_file_metadata_work_move AFTER UPDATE OF key, path_id ON file_metadata
+        "trg_file_metadata_work_move": f"""AFTER UPDATE OF key, path_id ON file_metadata
         WHEN OLD.key IS NOT NEW.key OR OLD.path_id IS NOT NEW.path_id
         BEGIN {_sqlite_rebuild_dependencies("OLD.path_id")} {_sqlite_rebuild("OLD.path_id")}
         {_sqlite_refresh_dependents(old_refs)}
         {_sqlite_rebuild_dependencies("NEW.path_id")} {_sqlite_rebuild("NEW.path_id")}
         {_sqlite_refresh_dependents(new_refs)}
         END""",
-        f"""CREATE TRIGGER trg_file_metadata_deps_insert AFTER INSERT ON file_metadata
-        WHEN NEW.key = 'depends_on'
-        BEGIN {_sqlite_rebuild_dependencies("NEW.path_id")} END""",
-        f"""CREATE TRIGGER trg_file_metadata_deps_update AFTER UPDATE OF value ON file_metadata
-        WHEN NEW.key = 'depends_on' AND OLD.key = NEW.key AND OLD.path_id = NEW.path_id
-        BEGIN {_sqlite_rebuild_dependencies("NEW.path_id")} END""",
-        f"""CREATE TRIGGER trg_file_metadata_deps_delete AFTER DELETE ON file_metadata
-        WHEN OLD.key = 'depends_on'
-        BEGIN {_sqlite_rebuild_dependencies("OLD.path_id")} END""",
-        f"""CREATE TRIGGER trg_file_paths_work_update
+        "trg_file_paths_work_update": f"""
         AFTER UPDATE OF deleted_at, virtual_path, tenant_id, created_at ON file_paths
         WHEN OLD.deleted_at IS NOT NEW.deleted_at OR OLD.virtual_path IS NOT NEW.virtual_path
              OR OLD.tenant_id IS NOT NEW.tenant_id OR OLD.created_at IS NOT NEW.created_at
@@ -221,27 +266,24 @@ def _sqlite_triggers() -> list[str]:
         {_sqlite_rebuild("NEW.path_id")}
         {_sqlite_refresh_dependents("NEW.path_id, OLD.virtual_path, NEW.virtual_path")}
         END""",
-        f"""CREATE TRIGGER trg_file_paths_work_delete AFTER DELETE ON file_paths
+        "trg_file_paths_work_delete": f"""AFTER DELETE ON file_paths
         BEGIN
         DELETE FROM file_metadata WHERE path_id = OLD.path_id;
         DELETE FROM work_items WHERE path_id = OLD.path_id;
         DELETE FROM work_dependencies WHERE path_id = OLD.path_id;
         {_sqlite_refresh_dependents("OLD.path_id, OLD.virtual_path")}
         END""",
-    ]
+    }
+    for key in NON_STATUS_KEYS:
+        triggers[f"trg_file_metadata_{key}_insert"] = f"""AFTER INSERT ON file_metadata
+        WHEN NEW.key = '{key}' BEGIN {_sqlite_update_key(key, "NEW.path_id")} END"""
+        triggers[f"trg_file_metadata_{key}_update"] = f"""AFTER UPDATE OF value ON file_metadata
+        WHEN NEW.key = '{key}' AND {same_row} AND OLD.value IS NOT NEW.value
+        BEGIN {_sqlite_update_key(key, "NEW.path_id")} END"""
+        triggers[f"trg_file_metadata_{key}_delete"] = f"""AFTER DELETE ON file_metadata
+        WHEN OLD.key = '{key}' BEGIN {_sqlite_update_key(key, "OLD.path_id")} END"""
+    return triggers
 
-
-SQLITE_TRIGGER_NAMES = [
-    "trg_file_metadata_work_insert",
-    "trg_file_metadata_work_update",
-    "trg_file_metadata_work_delete",
-    "trg_file_metadata_work_move",
-    "trg_file_metadata_deps_insert",
-    "trg_file_metadata_deps_update",
-    "trg_file_metadata_deps_delete",
-    "trg_file_paths_work_update",
-    "trg_file_paths_work_delete",
-]
 
 SQLITE_INDEXES = [
     # NULL priorities last: "priority IS NULL" leads each ordering index.
@@ -266,6 +308,39 @@ SQLITE_INDEXES = [
 # --------------------------------------------------------------------------------------------
 # PostgreSQL: plpgsql functions, one trigger per event.
 # --------------------------------------------------------------------------------------------
+
+
+def _pg_key_columns(owner: str) -> dict[str, str]:
+    """Projected column of each non-status work key, for the path ``owner`` (PostgreSQL)."""
+    return {
+        "priority": f"""(SELECT (m.value #>> '{{}}')::bigint FROM file_metadata m
+              WHERE m.path_id = {owner} AND m.key = 'priority'
+                AND jsonb_typeof(m.value) = 'number' AND (m.value #>> '{{}}') ~ '^-?\\d{{1,18}}$')""",
+        "tags": f"""(SELECT m.value FROM file_metadata m
+              WHERE m.path_id = {owner} AND m.key = 'tags' AND jsonb_typeof(m.value) = 'array'
+                AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(m.value) e
+                                WHERE jsonb_typeof(e) <> 'string'))""",
+        "worker_id": f"""(SELECT m.value #>> '{{}}' FROM file_metadata m
+              WHERE m.path_id = {owner} AND m.key = 'worker_id'
+                AND jsonb_typeof(m.value) = 'string')""",
+        "started_at": f"""(SELECT nexus_parse_ts(m.value #>> '{{}}') FROM file_metadata m
+              WHERE m.path_id = {owner} AND m.key = 'started_at'
+                AND jsonb_typeof(m.value) = 'string')""",
+    }
+
+
+PG_QUEUE_VALUES = """CASE WHEN jsonb_typeof(q.value -> 'run_after') = 'string'
+                 THEN nexus_parse_ts(q.value ->> 'run_after') END,
+            CASE WHEN jsonb_typeof(q.value -> 'lease_token') = 'string'
+                 THEN q.value ->> 'lease_token' END,
+            CASE WHEN jsonb_typeof(q.value -> 'lease_expires_at') = 'string'
+                 THEN nexus_parse_ts(q.value ->> 'lease_expires_at') END,
+            CASE WHEN (q.value ->> 'attempts') ~ '^\\d{1,9}$'
+                 THEN (q.value ->> 'attempts')::integer ELSE 0 END,
+            CASE WHEN (q.value ->> 'max_attempts') ~ '^\\d{1,9}$'
+                 THEN (q.value ->> 'max_attempts')::integer END"""
+_PG_ROW = _pg_key_columns("p.path_id")
+_PG_ONE = _pg_key_columns("p_path_id")
 
 PG_FUNCTIONS = [
     r"""CREATE FUNCTION nexus_parse_ts(s text) RETURNS timestamptz
@@ -305,29 +380,9 @@ PG_FUNCTIONS = [
             worker_id, started_at, run_after, lease_token, lease_expires_at, attempts,
             max_attempts, unresolved_count)
         SELECT p.path_id, p.tenant_id, p.created_at, s.value #>> '{{}}',
-            (SELECT (m.value #>> '{{}}')::bigint FROM file_metadata m
-              WHERE m.path_id = p.path_id AND m.key = 'priority'
-                AND jsonb_typeof(m.value) = 'number' AND (m.value #>> '{{}}') ~ '^-?\\d{{1,18}}$'),
-            (SELECT m.value FROM file_metadata m
-              WHERE m.path_id = p.path_id AND m.key = 'tags' AND jsonb_typeof(m.value) = 'array'
-                AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(m.value) e
-                                WHERE jsonb_typeof(e) <> 'string')),
-            (SELECT m.value #>> '{{}}' FROM file_metadata m
-              WHERE m.path_id = p.path_id AND m.key = 'worker_id'
-                AND jsonb_typeof(m.value) = 'string'),
-            (SELECT nexus_parse_ts(m.value #>> '{{}}') FROM file_metadata m
-              WHERE m.path_id = p.path_id AND m.key = 'started_at'
-                AND jsonb_typeof(m.value) = 'string'),
-            CASE WHEN jsonb_typeof(q.value -> 'run_after') = 'string'
-                 THEN nexus_parse_ts(q.value ->> 'run_after') END,
-            CASE WHEN jsonb_typeof(q.value -> 'lease_token') = 'string'
-                 THEN q.value ->> 'lease_token' END,
-            CASE WHEN jsonb_typeof(q.value -> 'lease_expires_at') = 'string'
-                 THEN nexus_parse_ts(q.value ->> 'lease_expires_at') END,
-            CASE WHEN (q.value ->> 'attempts') ~ '^\\d{{1,9}}$'
-                 THEN (q.value ->> 'attempts')::integer ELSE 0 END,
-            CASE WHEN (q.value ->> 'max_attempts') ~ '^\\d{{1,9}}$'
-                 THEN (q.value ->> 'max_attempts')::integer END,
+            {_PG_ROW["priority"]}, {_PG_ROW["tags"]}, {_PG_ROW["worker_id"]},
+            {_PG_ROW["started_at"]},
+            {PG_QUEUE_VALUES},
             nexus_unresolved_count(p.path_id)
         FROM file_paths p
         JOIN file_metadata s ON s.path_id = p.path_id AND s.key = 'status'
@@ -344,6 +399,28 @@ PG_FUNCTIONS = [
             max_attempts = excluded.max_attempts, unresolved_count = excluded.unresolved_count;
         IF NOT FOUND THEN
             DELETE FROM work_items WHERE path_id = p_path_id;
+        END IF;
+    END $$""",
+    f"""CREATE FUNCTION nexus_refresh_work_key(p_path_id text, p_key text) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        -- A no-op when the path has no work row: setting its status builds the whole row.
+        IF p_key = 'priority' THEN
+            UPDATE work_items SET priority = {_PG_ONE["priority"]} WHERE path_id = p_path_id;
+        ELSIF p_key = 'tags' THEN
+            UPDATE work_items SET tags = {_PG_ONE["tags"]} WHERE path_id = p_path_id;
+        ELSIF p_key = 'worker_id' THEN
+            UPDATE work_items SET worker_id = {_PG_ONE["worker_id"]} WHERE path_id = p_path_id;
+        ELSIF p_key = 'started_at' THEN
+            UPDATE work_items SET started_at = {_PG_ONE["started_at"]}
+            WHERE path_id = p_path_id;
+        ELSIF p_key = 'queue' THEN
+            UPDATE work_items SET ({", ".join(QUEUE_COLUMNS)}) = (
+                SELECT {PG_QUEUE_VALUES}
+                FROM (SELECT 1) AS one
+                LEFT JOIN file_metadata q ON q.path_id = p_path_id AND q.key = 'queue'
+                     AND jsonb_typeof(q.value) = 'object')
+            WHERE path_id = p_path_id;
         END IF;
     END $$""",
     """CREATE FUNCTION nexus_refresh_dependents(p_refs text[]) RETURNS void
@@ -375,7 +452,7 @@ PG_FUNCTIONS = [
         UPDATE work_items SET unresolved_count = nexus_unresolved_count(p_path_id)
         WHERE path_id = p_path_id;
     END $$""",
-    f"""CREATE FUNCTION nexus_metadata_changed(p_path_id text, p_key text, p_old jsonb,
+    """CREATE FUNCTION nexus_metadata_changed(p_path_id text, p_key text, p_old jsonb,
                                               p_new jsonb) RETURNS void
     LANGUAGE plpgsql VOLATILE AS $$
     BEGIN
@@ -383,13 +460,13 @@ PG_FUNCTIONS = [
             PERFORM nexus_rebuild_dependencies(p_path_id);
             RETURN;
         END IF;
-        IF p_key NOT IN {WORK_KEYS} THEN
+        IF p_key <> 'status' THEN
+            PERFORM nexus_refresh_work_key(p_path_id, p_key);
             RETURN;
         END IF;
         PERFORM nexus_rebuild_work_item(p_path_id);
-        IF p_key = 'status'
-           AND coalesce(p_old #>> '{{}}' = 'completed', false)
-               <> coalesce(p_new #>> '{{}}' = 'completed', false) THEN
+        IF coalesce(p_old #>> '{}' = 'completed', false)
+               <> coalesce(p_new #>> '{}' = 'completed', false) THEN
             PERFORM nexus_refresh_dependents(ARRAY(
                 SELECT p_path_id UNION ALL
                 SELECT virtual_path FROM file_paths WHERE path_id = p_path_id));
@@ -428,9 +505,7 @@ PG_FUNCTIONS = [
     END $$""",
 ]
 
-WORK_KEYS_PG = (
-    "('status', 'priority', 'tags', 'worker_id', 'started_at', 'queue', 'depends_on')"
-)
+WORK_KEYS_PG = "('status', 'priority', 'tags', 'worker_id', 'started_at', 'queue', 'depends_on')"
 
 PG_TRIGGERS = [
     f"""CREATE TRIGGER trg_file_metadata_work_insert AFTER INSERT ON file_metadata
@@ -468,6 +543,7 @@ PG_FUNCTION_SIGNATURES = [
     "nexus_metadata_changed(text, text, jsonb, jsonb)",
     "nexus_rebuild_dependencies(text)",
     "nexus_refresh_dependents(text[])",
+    "nexus_refresh_work_key(text, text)",
     "nexus_rebuild_work_item(text)",
     "nexus_lock_refs(text[])",
     "nexus_unresolved_count(text)",
@@ -508,15 +584,16 @@ def upgrade() -> None:
     if dialect == "postgresql":
         statements = PG_INDEXES + PG_FUNCTIONS + PG_TRIGGERS
     else:
-        statements = SQLITE_INDEXES + _sqlite_triggers()
+        statements = SQLITE_INDEXES + [
+            f"CREATE TRIGGER {name} {body}" for name, body in _sqlite_triggers().items()
+        ]
     for statement in statements:
         op.execute(statement)
     # Project whatever metadata already exists (a no-op on a fresh database), then count
     # blockers once every target's row exists.
     if dialect == "postgresql":
         op.execute(
-            "SELECT nexus_rebuild_dependencies(path_id) FROM file_metadata"
-            " WHERE key = 'depends_on'"
+            "SELECT nexus_rebuild_dependencies(path_id) FROM file_metadata WHERE key = 'depends_on'"
         )
         op.execute(
             "SELECT nexus_rebuild_work_item(path_id) FROM file_metadata WHERE key = 'status'"
@@ -545,7 +622,7 @@ def downgrade() -> None:
         for signature in PG_FUNCTION_SIGNATURES:
             op.execute(f"DROP FUNCTION IF EXISTS {signature}")
     else:
-        for name in SQLITE_TRIGGER_NAMES:
+        for name in _sqlite_triggers():
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     for name in INDEX_NAMES:
         op.drop_index(name, table_name="work_items")

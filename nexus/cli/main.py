@@ -61,7 +61,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def render_rows(console: Console, title: str, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+def render_rows(
+    console: Console, title: str, columns: Sequence[str], rows: Iterable[dict[str, Any]]
+) -> None:
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)

@@ -6,11 +6,12 @@ migrations maintain with triggers, so everything here is plain reads and upserts
 
 from __future__ import annotations
 
+import builtins
 import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +53,8 @@ from nexus.storage.validation import (
     validate_positive_int,
     validate_prefix,
 )
+from nexus.work.queue import CHUNK, WorkQueueMixin
+from nexus.work.retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -94,12 +97,12 @@ class FileRecord:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> FileRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> FileRecord:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
-class SQLAlchemyMetadataStore:
-    """File paths with key/value metadata, and the work views over them.
+class SQLAlchemyMetadataStore(WorkQueueMixin):
+    """File paths with key/value metadata, the work views over them, and the work queue.
 
     ``SQLAlchemyMetadataStore("metadata.db")`` opens (and migrates) a SQLite file;
     a URL such as ``"postgresql+psycopg://user@host/db"`` selects PostgreSQL. Without an
@@ -115,6 +118,7 @@ class SQLAlchemyMetadataStore:
         run_migrations: bool = True,
         tenant_id: str = "default",
         engine_options: Mapping[str, Any] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         if db_path is not None and db_url is not None:
             raise NexusConfigError("give either db_path or db_url, not both", value=db_url)
@@ -127,6 +131,8 @@ class SQLAlchemyMetadataStore:
             )
         if not isinstance(tenant_id, str) or not tenant_id:
             raise NexusConfigError("tenant_id must be a non-empty string", value=tenant_id)
+        if retry_policy is not None:
+            self.retry_policy = retry_policy
         self.url = resolve_database_url(target)
         self.tenant_id = tenant_id
         self.engine: Engine = create_engine(self.url, **dict(engine_options or {}))
@@ -176,7 +182,9 @@ class SQLAlchemyMetadataStore:
         ):
             base = sa.select(view)
             self._view_stmts[(view.name, False)] = base
-            self._view_stmts[(view.name, True)] = base.limit(sa.bindparam("limit", type_=sa.Integer))
+            self._view_stmts[(view.name, True)] = base.limit(
+                sa.bindparam("limit", type_=sa.Integer)
+            )
 
     def _path_filter(self, ref: str) -> sa.ColumnElement[bool]:
         """Live path of this tenant by virtual path, or by path_id."""
@@ -224,7 +232,7 @@ class SQLAlchemyMetadataStore:
         ).scalar()
         if path_id is None:
             raise NexusFileNotFoundError(ref)
-        return path_id
+        return str(path_id)
 
     # ------------------------------------------------------------------ files
 
@@ -271,6 +279,110 @@ class SQLAlchemyMetadataStore:
 
         return self._write(work)
 
+    def put_many(self, paths: Iterable[str | Mapping[str, Any]]) -> int:
+        """Create many paths in one transaction; returns how many were new.
+
+        Items are paths, or mappings with ``path`` and optional ``size``, ``content_hash``,
+        ``file_type``. Existing live paths are left as they are. All are validated first.
+        """
+        now = utcnow()
+        rows = []
+        for item in paths:
+            spec = {"path": item} if isinstance(item, str) else dict(item)
+            unknown = set(spec) - {"path", "size", "content_hash", "file_type"}
+            if unknown:
+                raise InvalidArgumentError("item", item, f"unknown keys {sorted(unknown)}")
+            rows.append(
+                {
+                    "path_id": str(uuid.uuid4()),
+                    "tenant_id": self.tenant_id,
+                    "virtual_path": validate_path(spec.get("path")),
+                    "size_bytes": validate_positive_int(
+                        "size", spec.get("size", 0), allow_zero=True
+                    ),
+                    "content_hash": spec.get("content_hash"),
+                    "file_type": spec.get("file_type"),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = insert(file_paths).on_conflict_do_nothing(
+            index_elements=["tenant_id", "virtual_path"]
+        )
+
+        def work(conn: Connection) -> int:
+            created = 0
+            for start in range(0, len(rows), CHUNK * 10):
+                result = conn.execute(stmt, rows[start : start + CHUNK * 10])
+                created += max(result.rowcount, 0)
+            return created
+
+        return self._write(work) if rows else 0
+
+    def set_file_metadata_many(self, rows: Iterable[tuple[str, str, Any]]) -> int:
+        """Set many ``(path, key, value)`` in one transaction, validated like the single call.
+
+        Every path must exist (else NexusFileNotFoundError and nothing is written); returns
+        the number of rows written. ``depends_on`` values are checked for cycles.
+        """
+        checked = []
+        for row in rows:
+            if not isinstance(row, (tuple, list)) or len(row) != 3:
+                raise InvalidArgumentError("row", row, "must be a (path, key, value) tuple")
+            path, key, value = row
+            checked.append((validate_path_or_id(path), key, validate_metadata(key, value)))
+        if not checked:
+            return 0
+        now = utcnow()
+
+        def work(conn: Connection) -> int:
+            ids = self._resolve_many(conn, [ref for ref, _, _ in checked])
+            dependencies = [(ref, value) for ref, key, value in checked if key == "depends_on"]
+            if dependencies:
+                self._lock_dependency_writes(conn)
+            values = [
+                {
+                    "path_id": ids[ref],
+                    "key": key,
+                    "value": value,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for ref, key, value in checked
+            ]
+            # Status last, so its trigger builds each work row once, from every key.
+            values.sort(key=lambda item: item["key"] == "status")
+            for start in range(0, len(values), CHUNK * 10):
+                conn.execute(self._upsert_metadata_stmt, values[start : start + CHUNK * 10])
+            for ref, value in dependencies:
+                self._check_no_cycle(conn, ref, ids[ref], dependency_refs(value))
+            return len(values)
+
+        return self._write(work)
+
+    def _resolve_many(self, conn: Connection, refs: list[str]) -> dict[str, str]:
+        """ref (virtual path or path_id) -> path_id for live paths; raises on the first missing."""
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(refs))
+        paths = [r for r in unique if not is_path_id(r)]
+        ids = [r for r in unique if is_path_id(r)]
+        for column, wanted in ((file_paths.c.virtual_path, paths), (file_paths.c.path_id, ids)):
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start : start + CHUNK]
+                for path_id, key in conn.execute(
+                    sa.select(file_paths.c.path_id, column).where(
+                        column.in_(chunk),
+                        file_paths.c.tenant_id == self.tenant_id,
+                        file_paths.c.deleted_at.is_(None),
+                    )
+                ):
+                    found[key] = path_id
+        for ref in unique:
+            if ref not in found:
+                raise NexusFileNotFoundError(ref)
+        return found
+
     def get(self, path: str) -> FileRecord | None:
         """The live path's record, or None."""
         ref = validate_path_or_id(path)
@@ -309,7 +421,7 @@ class SQLAlchemyMetadataStore:
 
         self._write(work)
 
-    def list(self, prefix: str = "/") -> list[FileRecord]:
+    def list(self, prefix: str = "/") -> builtins.list[FileRecord]:
         """Live paths under ``prefix`` (a plain string prefix), ordered by path."""
         prefix = validate_prefix(prefix)
         path = file_paths.c.virtual_path
@@ -341,8 +453,13 @@ class SQLAlchemyMetadataStore:
                 self._check_no_cycle(conn, ref, path_id, dependency_refs(value))
             conn.execute(
                 self._upsert_metadata_stmt,
-                {"path_id": path_id, "key": key, "value": value, "created_at": now,
-                 "updated_at": now},
+                {
+                    "path_id": path_id,
+                    "key": key,
+                    "value": value,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
 
         self._write(work)
@@ -375,9 +492,7 @@ class SQLAlchemyMetadataStore:
         stmt = (
             sa.select(file_paths.c.path_id, file_metadata.c.key, file_metadata.c.value)
             .select_from(
-                file_paths.outerjoin(
-                    file_metadata, file_metadata.c.path_id == file_paths.c.path_id
-                )
+                file_paths.outerjoin(file_metadata, file_metadata.c.path_id == file_paths.c.path_id)
             )
             .where(self._path_filter(ref))
             .order_by(file_metadata.c.key)
@@ -406,11 +521,11 @@ class SQLAlchemyMetadataStore:
 
     def _lock_dependency_writes(self, conn: Connection) -> None:
         if self.dialect == "postgresql":
-            conn.execute(
-                sa.select(sa.func.pg_advisory_xact_lock(*DEPENDENCY_WRITE_LOCK))
-            )
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(*DEPENDENCY_WRITE_LOCK)))
 
-    def _check_no_cycle(self, conn: Connection, ref: str, path_id: str, refs: list[str]) -> None:
+    def _check_no_cycle(
+        self, conn: Connection, ref: str, path_id: str, refs: builtins.list[str]
+    ) -> None:
         if not refs:
             return
         found = conn.execute(
@@ -421,30 +536,30 @@ class SQLAlchemyMetadataStore:
 
     # ------------------------------------------------------------------ work views
 
-    def _view(self, name: str, limit: int | None) -> list[dict[str, Any]]:
+    def _view(self, name: str, limit: int | None) -> builtins.list[dict[str, Any]]:
         limit = validate_limit(limit)
         stmt = self._view_stmts[(name, limit is not None)]
         with self._reading() as conn:
             result = conn.execute(stmt, {"limit": limit} if limit is not None else {})
             return [dict(row) for row in result.mappings()]
 
-    def get_ready_work(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def get_ready_work(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """Status ``ready``, every dependency completed, ``run_after`` reached; by priority."""
         return self._view("ready_work_items", limit)
 
-    def get_pending_work(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def get_pending_work(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """Status ``pending``, by priority."""
         return self._view("pending_work_items", limit)
 
-    def get_blocked_work(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def get_blocked_work(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """Ready/pending/blocked with unresolved dependencies; most blockers first."""
         return self._view("blocked_work_items", limit)
 
-    def get_work_by_priority(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def get_work_by_priority(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """Every path with a status, by priority, with its tags."""
         return self._view("work_by_priority", limit)
 
-    def get_in_progress_work(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def get_in_progress_work(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """Status ``in_progress`` with worker_id and started_at; newest start first."""
         return self._view("in_progress_work", limit)
 
@@ -453,6 +568,7 @@ class SQLAlchemyMetadataStore:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._close_queue()
             self.engine.dispose()
 
     def __enter__(self) -> SQLAlchemyMetadataStore:

@@ -64,6 +64,26 @@ work_dependencies = sa.Table(
     sa.Column("tenant_id", sa.String(255), nullable=False),
 )
 
+work_history = sa.Table(
+    "work_history",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("path_id", sa.String(36), nullable=False),
+    sa.Column("tenant_id", sa.String(255), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("worker_id", sa.Text()),
+    sa.Column("detail", JSONValue),
+)
+
+work_idempotency = sa.Table(
+    "work_idempotency",
+    metadata,
+    sa.Column("tenant_id", sa.String(255), primary_key=True),
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    sa.Column("path_id", sa.String(36), nullable=False),
+)
+
 
 def _view_columns() -> list[sa.Column[object]]:
     return [
@@ -94,6 +114,31 @@ in_progress_work = sa.Table(
     *_view_columns(),
     sa.Column("worker_id", sa.Text()),
     sa.Column("started_at", UTCDateTime()),
+)
+
+work_throughput_hourly = sa.Table(
+    "work_throughput_hourly",
+    views,
+    sa.Column("hour", UTCDateTime()),
+    sa.Column("completed", sa.Integer()),
+    sa.Column("failed", sa.Integer()),
+    sa.Column("retried", sa.Integer()),
+)
+work_failures_by_error = sa.Table(
+    "work_failures_by_error",
+    views,
+    sa.Column("error", sa.Text()),
+    sa.Column("failures", sa.Integer()),
+    sa.Column("last_at", UTCDateTime()),
+)
+work_timing_hourly = sa.Table(
+    "work_timing_hourly",
+    views,
+    sa.Column("hour", UTCDateTime()),
+    sa.Column("claims", sa.Integer()),
+    sa.Column("mean_wait_seconds", sa.Float()),
+    sa.Column("completions", sa.Integer()),
+    sa.Column("mean_run_seconds", sa.Float()),
 )
 
 VIEW_NAMES = (

@@ -58,4 +58,6 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return to_utc(value)
 
 
-JSONValue = sa.JSON(none_as_null=False).with_variant(postgresql.JSONB(none_as_null=False), "postgresql")
+JSONValue = sa.JSON(none_as_null=False).with_variant(
+    postgresql.JSONB(none_as_null=False), "postgresql"
+)

@@ -1,0 +1,1047 @@
+"""The work queue: enqueue, atomic claims, leases, retries, promotion and history.
+
+This is a mixin of :class:`~nexus.storage.metadata_store.SQLAlchemyMetadataStore`; it writes
+only ``file_metadata`` (the work keys and the ``queue`` state object), ``work_history`` and
+``work_idempotency``, and reads the views, so ``ready_work_items`` stays the single definition
+of "ready". It imports the storage layer's low-level modules, never the store module itself.
+
+Atomicity: SQLite write transactions start with ``BEGIN IMMEDIATE`` (one writer at a time);
+on PostgreSQL claims lock their rows with ``FOR UPDATE ... SKIP LOCKED`` and every lease
+check locks the item's ``work_items`` row, so a stale token can never win a race.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from nexus.errors import (
+    DependencyCycleError,
+    InvalidArgumentError,
+    LeaseLostError,
+    NexusFileNotFoundError,
+    WorkItemNotFoundError,
+)
+from nexus.storage.schema import (
+    file_metadata,
+    file_paths,
+    ready_work_items,
+    work_dependencies,
+    work_failures_by_error,
+    work_history,
+    work_idempotency,
+    work_items,
+    work_throughput_hourly,
+    work_timing_hourly,
+)
+from nexus.storage.types import to_utc, utcnow
+from nexus.storage.validation import (
+    dependency_refs,
+    is_path_id,
+    validate_depends_on,
+    validate_metadata,
+    validate_path,
+    validate_path_or_id,
+    validate_positive_int,
+    validate_prefix,
+    validate_priority,
+    validate_status,
+    validate_tags,
+)
+from nexus.work.retry import RetryPolicy
+from nexus.work.wait import ReadyWaiter
+
+T = TypeVar("T")
+
+#: SQLite allows 32766 bound parameters per statement; IN-lists stay far below that.
+CHUNK = 500
+#: Expired leases reclaimed per claim call (the rest go on the next calls).
+RECLAIM_BATCH = 100
+DEFAULT_MAX_ATTEMPTS = 3
+HISTORY_EVENTS = (
+    "enqueued",
+    "claimed",
+    "heartbeat",
+    "completed",
+    "failed",
+    "retried",
+    "reclaimed",
+    "released",
+    "cancelled",
+    "promoted",
+)
+_ENQUEUE_KEYS = {
+    "path",
+    "priority",
+    "depends_on",
+    "tags",
+    "status",
+    "run_after",
+    "max_attempts",
+    "idempotency_key",
+}
+
+
+def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _queue_state_of(path_id: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
+    return (
+        sa.select(file_metadata.c.value)
+        .where(file_metadata.c.path_id == path_id, file_metadata.c.key == "queue")
+        .scalar_subquery()
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else to_utc(moment).isoformat()
+
+
+class WorkQueueMixin:
+    """Queue operations; see docs/work-queue.md for the state machine."""
+
+    retry_policy: RetryPolicy = RetryPolicy()
+    _ready_waiter: ReadyWaiter | None = None
+
+    if TYPE_CHECKING:  # provided by the store
+        dialect: str
+        tenant_id: str
+        url: str
+        _upsert_metadata_stmt: Any
+
+        def _write(self, work: Callable[[Connection], T]) -> T: ...
+
+        def _reading(self) -> Any: ...
+
+        def _path_filter(self, ref: str) -> sa.ColumnElement[bool]: ...
+
+        def _params(self, ref: str, **extra: Any) -> dict[str, Any]: ...
+
+        def _lock_dependency_writes(self, conn: Connection) -> None: ...
+
+        def _check_no_cycle(
+            self, conn: Connection, ref: str, path_id: str, refs: list[str]
+        ) -> None: ...
+
+        def get_ready_work(self, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    # ------------------------------------------------------------------ writing helpers
+
+    def _write_metadata(self, conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+        if rows:
+            for row in rows:
+                row.setdefault("created_at", now)
+                row.setdefault("updated_at", now)
+            conn.execute(self._upsert_metadata_stmt, rows)
+
+    def _record(
+        self,
+        conn: Connection,
+        events: list[tuple[str, str, str | None, dict[str, Any] | None]],
+        now: datetime,
+    ) -> None:
+        """Append (path_id, event, worker_id, detail) rows to work_history."""
+        if events:
+            conn.execute(
+                sa.insert(work_history),
+                [
+                    {
+                        "path_id": path_id,
+                        "tenant_id": self.tenant_id,
+                        "event": event,
+                        "at": now,
+                        "worker_id": worker_id,
+                        "detail": detail,
+                    }
+                    for path_id, event, worker_id, detail in events
+                ],
+            )
+
+    def _lock_item(self, conn: Connection, ref: str) -> Any:
+        """The item's work row (locked on PostgreSQL); raises if the path has none."""
+        stmt = (
+            sa.select(
+                work_items.c.path_id,
+                file_paths.c.virtual_path,
+                work_items.c.status,
+                work_items.c.lease_token,
+                work_items.c.lease_expires_at,
+                work_items.c.started_at,
+                work_items.c.worker_id,
+                work_items.c.attempts,
+                work_items.c.max_attempts,
+                _queue_state_of(work_items.c.path_id).label("queue"),
+            )
+            .select_from(file_paths.join(work_items, work_items.c.path_id == file_paths.c.path_id))
+            .where(self._path_filter(ref))
+            .with_for_update(of=work_items)
+        )
+        row = conn.execute(stmt, self._params(ref)).first()
+        if row is None:
+            exists = conn.execute(
+                sa.select(file_paths.c.path_id).where(self._path_filter(ref)), self._params(ref)
+            ).first()
+            if exists is None:
+                raise NexusFileNotFoundError(ref)
+            raise WorkItemNotFoundError(ref)
+        return row
+
+    def _held(self, conn: Connection, ref: str, lease_token: str) -> Any:
+        if not isinstance(lease_token, str) or not lease_token:
+            raise InvalidArgumentError("lease_token", lease_token, "must be a non-empty string")
+        try:
+            row = self._lock_item(conn, ref)
+        except WorkItemNotFoundError as exc:
+            raise LeaseLostError(ref, lease_token) from exc
+        if row.status != "in_progress" or row.lease_token != lease_token:
+            raise LeaseLostError(ref, lease_token)
+        return row
+
+    @staticmethod
+    def _queue_state(row: Any, **changes: Any) -> dict[str, Any]:
+        state = dict(row.queue) if isinstance(row.queue, dict) else {}
+        state.update(changes)
+        return state
+
+    # ------------------------------------------------------------------ enqueue
+
+    def enqueue(
+        self,
+        path: str,
+        *,
+        priority: int | None = None,
+        depends_on: str | list[str] | None = None,
+        tags: list[str] | None = None,
+        status: str = "ready",
+        run_after: datetime | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Make ``path`` a work item (creating the path if absent).
+
+        Enqueuing a path that is already a work item, or an ``idempotency_key`` already
+        used, is a no-op that returns the existing item.
+        """
+        return self.enqueue_many(
+            [
+                {
+                    "path": path,
+                    "priority": priority,
+                    "depends_on": depends_on,
+                    "tags": tags,
+                    "status": status,
+                    "run_after": run_after,
+                    "max_attempts": max_attempts,
+                    "idempotency_key": idempotency_key,
+                }
+            ]
+        )[0]
+
+    @staticmethod
+    def _validate_spec(item: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(item, Mapping):
+            raise InvalidArgumentError("item", item, "must be a mapping with a 'path'")
+        unknown = set(item) - _ENQUEUE_KEYS
+        if unknown:
+            raise InvalidArgumentError("item", item, f"unknown keys {sorted(unknown)}")
+        run_after = item.get("run_after")
+        if run_after is not None and not isinstance(run_after, datetime):
+            raise InvalidArgumentError("run_after", run_after, "must be a datetime or None")
+        key = item.get("idempotency_key")
+        if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
+            raise InvalidArgumentError("idempotency_key", key, "must be a string of 1-255 chars")
+        return {
+            "path": validate_path(item.get("path")),
+            "priority": validate_priority(item.get("priority")),
+            "depends_on": validate_depends_on(item.get("depends_on")),
+            "tags": validate_tags(item.get("tags")),
+            "status": validate_status(item.get("status", "ready")),
+            "run_after": run_after,
+            "max_attempts": validate_positive_int(
+                "max_attempts", item.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
+            ),
+            "idempotency_key": key,
+        }
+
+    def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Enqueue a batch (a whole DAG: nodes and ``depends_on`` edges) in one transaction.
+
+        Returns one item per input, in order. Everything is validated before anything is
+        written; a dependency cycle anywhere rejects the whole batch.
+        """
+        specs = [self._validate_spec(item) for item in items]
+        if not specs:
+            return []
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            now = utcnow()
+            self._lock_dependency_writes(conn)
+            # Idempotency keys already used point at their existing items.
+            keyed = [s["idempotency_key"] for s in specs if s["idempotency_key"]]
+            known_keys: dict[str, str] = {}
+            for chunk in _chunks(keyed):
+                known_keys.update(
+                    conn.execute(
+                        sa.select(work_idempotency.c.idempotency_key, file_paths.c.virtual_path)
+                        .join(file_paths, file_paths.c.path_id == work_idempotency.c.path_id)
+                        .where(
+                            work_idempotency.c.tenant_id == self.tenant_id,
+                            work_idempotency.c.idempotency_key.in_(chunk),
+                        )
+                    ).tuples()
+                )
+            result_paths = [known_keys.get(s["idempotency_key"], s["path"]) for s in specs]
+            fresh: dict[str, dict[str, Any]] = {}
+            for spec in specs:
+                if spec["idempotency_key"] not in known_keys:
+                    fresh.setdefault(spec["path"], spec)
+            path_ids = self._ensure_paths(conn, list(fresh), now)
+            already = self._paths_with_status(conn, list(path_ids.values()))
+            new = {p: s for p, s in fresh.items() if path_ids[p] not in already}
+            if new:
+                self._write_new_items(conn, new, path_ids, now)
+            return self._items_by_path(conn, result_paths)
+
+        return self._write(work)
+
+    def _ensure_paths(self, conn: Connection, paths: list[str], now: datetime) -> dict[str, str]:
+        """Create missing paths (reviving soft-deleted ones empty); path -> path_id."""
+        insert = (
+            postgresql.insert(file_paths)
+            if self.dialect == "postgresql"
+            else sqlite.insert(file_paths)
+        )
+        if paths:
+            conn.execute(
+                insert.on_conflict_do_nothing(index_elements=["tenant_id", "virtual_path"]),
+                [
+                    {
+                        "path_id": str(uuid.uuid4()),
+                        "tenant_id": self.tenant_id,
+                        "virtual_path": path,
+                        "size_bytes": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for path in paths
+                ],
+            )
+        found: dict[str, str] = {}
+        deleted: list[str] = []
+        for chunk in _chunks(paths):
+            for path_id, path, deleted_at in conn.execute(
+                sa.select(
+                    file_paths.c.path_id, file_paths.c.virtual_path, file_paths.c.deleted_at
+                ).where(
+                    file_paths.c.tenant_id == self.tenant_id,
+                    file_paths.c.virtual_path.in_(chunk),
+                )
+            ):
+                found[path] = path_id
+                if deleted_at is not None:
+                    deleted.append(path_id)
+        for chunk in _chunks(deleted):
+            conn.execute(sa.delete(file_metadata).where(file_metadata.c.path_id.in_(chunk)))
+            conn.execute(
+                sa.update(file_paths)
+                .where(file_paths.c.path_id.in_(chunk))
+                .values(deleted_at=None, created_at=now, updated_at=now)
+            )
+        return found
+
+    def _paths_with_status(self, conn: Connection, path_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(path_ids):
+            found.update(
+                conn.execute(
+                    sa.select(file_metadata.c.path_id).where(
+                        file_metadata.c.key == "status", file_metadata.c.path_id.in_(chunk)
+                    )
+                ).scalars()
+            )
+        return found
+
+    def _write_new_items(
+        self,
+        conn: Connection,
+        new: dict[str, dict[str, Any]],
+        path_ids: dict[str, str],
+        now: datetime,
+    ) -> None:
+        self._check_batch_acyclic(conn, new, path_ids)
+        rows: list[dict[str, Any]] = []
+        status_rows: list[dict[str, Any]] = []
+        history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
+        keys: list[dict[str, Any]] = []
+        for path, spec in new.items():
+            path_id = path_ids[path]
+            if spec["priority"] is not None:
+                rows.append({"path_id": path_id, "key": "priority", "value": spec["priority"]})
+            if spec["tags"] is not None:
+                rows.append({"path_id": path_id, "key": "tags", "value": spec["tags"]})
+            if spec["depends_on"] is not None:
+                rows.append({"path_id": path_id, "key": "depends_on", "value": spec["depends_on"]})
+            queue_state = {
+                "attempts": 0,
+                "max_attempts": spec["max_attempts"],
+                "run_after": _iso(spec["run_after"]),
+            }
+            rows.append({"path_id": path_id, "key": "queue", "value": queue_state})
+            # Status last: its trigger builds the work row from every key at once.
+            status_rows.append({"path_id": path_id, "key": "status", "value": spec["status"]})
+            history.append((path_id, "enqueued", None, {"status": spec["status"]}))
+            if spec["idempotency_key"]:
+                keys.append(
+                    {
+                        "tenant_id": self.tenant_id,
+                        "idempotency_key": spec["idempotency_key"],
+                        "path_id": path_id,
+                    }
+                )
+        self._write_metadata(conn, rows + status_rows, now)
+        if keys:
+            conn.execute(sa.insert(work_idempotency), keys)
+        self._record(conn, history, now)
+
+    def _check_batch_acyclic(
+        self, conn: Connection, new: dict[str, dict[str, Any]], path_ids: dict[str, str]
+    ) -> None:
+        by_id = {path_ids[path]: path for path in new}
+        graph: dict[str, list[str]] = {}
+        for path, spec in new.items():
+            targets = []
+            for ref in dependency_refs(spec["depends_on"]):
+                target = by_id.get(ref, ref) if is_path_id(ref) else ref
+                if target == path:
+                    raise DependencyCycleError(path, spec["depends_on"])
+                if target in new:
+                    targets.append(target)
+            graph[path] = targets
+        # Iterative DFS over the batch's own edges.
+        state: dict[str, int] = {}
+        for root in graph:
+            if state.get(root):
+                continue
+            stack = [(root, iter(graph[root]))]
+            state[root] = 1
+            while stack:
+                node, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    state[node] = 2
+                    stack.pop()
+                elif state.get(child) == 1:
+                    raise DependencyCycleError(child, new[child]["depends_on"])
+                elif not state.get(child):
+                    state[child] = 1
+                    stack.append((child, iter(graph[child])))
+        # Cycles through existing items need an existing edge naming a new path.
+        external = False
+        for chunk in _chunks(list(new)):
+            if conn.execute(
+                sa.select(work_dependencies.c.path_id)
+                .where(
+                    work_dependencies.c.depends_on_ref.in_(chunk),
+                    work_dependencies.c.tenant_id == self.tenant_id,
+                )
+                .limit(1)
+            ).first():
+                external = True
+                break
+        if external:
+            for path, spec in new.items():
+                refs = dependency_refs(spec["depends_on"])
+                if refs:
+                    self._check_no_cycle(conn, path, path_ids[path], refs)
+
+    # ------------------------------------------------------------------ reading items
+
+    def _item_query(self) -> sa.Select[Any]:
+        depends = (
+            sa.select(file_metadata.c.value)
+            .where(
+                file_metadata.c.path_id == work_items.c.path_id, file_metadata.c.key == "depends_on"
+            )
+            .scalar_subquery()
+        )
+        return sa.select(
+            work_items.c.path_id,
+            file_paths.c.virtual_path,
+            work_items.c.status,
+            work_items.c.priority,
+            work_items.c.tags,
+            depends.label("depends_on"),
+            work_items.c.worker_id,
+            work_items.c.started_at,
+            work_items.c.run_after,
+            work_items.c.lease_expires_at,
+            work_items.c.attempts,
+            work_items.c.max_attempts,
+            work_items.c.unresolved_count.label("blocker_count"),
+            work_items.c.created_at,
+            _queue_state_of(work_items.c.path_id).label("queue"),
+        ).select_from(file_paths.join(work_items, work_items.c.path_id == file_paths.c.path_id))
+
+    @staticmethod
+    def _item_dict(row: Any) -> dict[str, Any]:
+        item = dict(row._mapping)
+        state = item.pop("queue") or {}
+        item["last_error"] = state.get("last_error") if isinstance(state, dict) else None
+        return item
+
+    def _items_by_path(self, conn: Connection, paths: list[str]) -> list[dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(paths))
+        for chunk in _chunks(unique):
+            for row in conn.execute(
+                self._item_query().where(
+                    file_paths.c.tenant_id == self.tenant_id,
+                    file_paths.c.virtual_path.in_(chunk),
+                    file_paths.c.deleted_at.is_(None),
+                )
+            ):
+                found[row.virtual_path] = self._item_dict(row)
+        return [found[path] for path in paths]
+
+    def get_work_item(self, path: str) -> dict[str, Any] | None:
+        """The work item at ``path`` (status, priority, attempts, lease, last_error...)."""
+        ref = validate_path_or_id(path)
+        with self._reading() as conn:
+            row = conn.execute(
+                self._item_query().where(self._path_filter(ref)), self._params(ref)
+            ).first()
+        return None if row is None else self._item_dict(row)
+
+    # ------------------------------------------------------------------ claims and leases
+
+    def claim_ready_work(
+        self,
+        worker_id: str,
+        *,
+        limit: int = 1,
+        lease_seconds: float = 300,
+        tags: list[str] | None = None,
+        path_prefix: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Atomically move up to ``limit`` items, in ``ready_work_items`` order, to in_progress.
+
+        Each returned item carries a ``lease_token`` that heartbeat/complete/fail/release
+        need. Expired leases are reclaimed first, so no sweeper process is required.
+        ``tags`` keeps items having at least one of the tags; ``path_prefix`` keeps paths
+        starting with it.
+        """
+        if not isinstance(worker_id, str) or not worker_id:
+            raise InvalidArgumentError("worker_id", worker_id, "must be a non-empty string")
+        validate_positive_int("limit", limit)
+        lease = self._validate_lease(lease_seconds)
+        wanted_tags = validate_tags(tags)
+        prefix = validate_prefix(path_prefix) if path_prefix is not None else None
+
+        view = ready_work_items
+        stmt = sa.select(
+            view.c.path_id,
+            view.c.virtual_path,
+            view.c.priority,
+            view.c.created_at,
+            _queue_state_of(view.c.path_id).label("queue"),
+        )
+        if prefix is not None:
+            stmt = stmt.where(sa.func.substr(view.c.virtual_path, 1, len(prefix)) == prefix)
+        if wanted_tags:
+            stmt = stmt.where(self._has_any_tag(view.c.path_id, wanted_tags))
+        stmt = stmt.limit(limit).with_for_update(of=view, skip_locked=True)
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            now = utcnow()
+            self._reclaim(conn, now)
+            picked = conn.execute(stmt).all()
+            expires = now + timedelta(seconds=lease)
+            rows: list[dict[str, Any]] = []
+            history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
+            claimed = []
+            for row in picked:
+                state = dict(row.queue) if isinstance(row.queue, dict) else {}
+                attempt = int(state.get("attempts") or 0) + 1
+                token = uuid.uuid4().hex
+                state.update(
+                    attempts=attempt,
+                    lease_token=token,
+                    lease_expires_at=expires.isoformat(),
+                    lease_seconds=lease,
+                    run_after=None,
+                )
+                state.setdefault("max_attempts", DEFAULT_MAX_ATTEMPTS)
+                rows += [
+                    {"path_id": row.path_id, "key": "queue", "value": state},
+                    {"path_id": row.path_id, "key": "worker_id", "value": worker_id},
+                    {"path_id": row.path_id, "key": "started_at", "value": now.isoformat()},
+                    {"path_id": row.path_id, "key": "status", "value": "in_progress"},
+                ]
+                wait = (now - row.created_at).total_seconds()
+                history.append(
+                    (row.path_id, "claimed", worker_id, {"attempt": attempt, "wait_seconds": wait})
+                )
+                claimed.append(
+                    {
+                        "path_id": row.path_id,
+                        "virtual_path": row.virtual_path,
+                        "priority": row.priority,
+                        "status": "in_progress",
+                        "worker_id": worker_id,
+                        "started_at": now,
+                        "lease_token": token,
+                        "lease_expires_at": expires,
+                        "attempts": attempt,
+                        "max_attempts": state["max_attempts"],
+                    }
+                )
+            self._write_metadata(conn, rows, now)
+            self._record(conn, history, now)
+            return claimed
+
+        return self._write(work)
+
+    def _has_any_tag(
+        self, path_id: sa.ColumnElement[Any], tags: list[str]
+    ) -> sa.ColumnElement[bool]:
+        item_tags = sa.select(work_items.c.tags).where(work_items.c.path_id == path_id)
+        if self.dialect == "postgresql":
+            return sa.exists(
+                item_tags.where(
+                    work_items.c.tags.op("?|")(sa.cast(sa.literal(tags), sa.ARRAY(sa.Text())))
+                )
+            )
+        each = sa.func.json_each(work_items.c.tags).table_valued("value")
+        return sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(work_items.join(each, sa.true()))
+            .where(work_items.c.path_id == path_id, each.c.value.in_(tags))
+        )
+
+    @staticmethod
+    def _validate_lease(lease_seconds: Any) -> float:
+        if (
+            isinstance(lease_seconds, bool)
+            or not isinstance(lease_seconds, (int, float))
+            or not 0 < lease_seconds <= 86_400 * 365
+        ):
+            raise InvalidArgumentError(
+                "lease_seconds", lease_seconds, "must be a positive number of seconds"
+            )
+        return float(lease_seconds)
+
+    def heartbeat(
+        self, path: str, lease_token: str, *, lease_seconds: float | None = None
+    ) -> datetime:
+        """Extend the lease (by ``lease_seconds``, default the claim's); returns the new expiry."""
+        ref = validate_path_or_id(path)
+        lease = None if lease_seconds is None else self._validate_lease(lease_seconds)
+
+        def work(conn: Connection) -> datetime:
+            now = utcnow()
+            row = self._held(conn, ref, lease_token)
+            seconds = lease or float(self._queue_state(row).get("lease_seconds") or 300)
+            expires = now + timedelta(seconds=seconds)
+            state = self._queue_state(row, lease_expires_at=expires.isoformat())
+            self._write_metadata(
+                conn, [{"path_id": row.path_id, "key": "queue", "value": state}], now
+            )
+            self._record(
+                conn, [(row.path_id, "heartbeat", row.worker_id, {"lease_seconds": seconds})], now
+            )
+            return expires
+
+        return self._write(work)
+
+    def complete_work(self, path: str, lease_token: str, *, result: Any = None) -> list[str]:
+        """Mark the item completed; returns the blocked dependents promoted to ready."""
+        return self.complete_work_many([(path, lease_token, result)])
+
+    def complete_work_many(
+        self, items: Iterable[tuple[str, str] | tuple[str, str, Any]]
+    ) -> list[str]:
+        """Complete several held items in one transaction (all or nothing)."""
+        work_list = []
+        for item in items:
+            path, token = item[0], item[1]
+            result = item[2] if len(item) > 2 else None
+            if result is not None:
+                validate_metadata("result", result)
+            work_list.append((validate_path_or_id(path), token, result))
+        # A stable order keeps concurrent batches from deadlocking on PostgreSQL.
+        work_list.sort(key=lambda entry: entry[0])
+
+        def work(conn: Connection) -> list[str]:
+            now = utcnow()
+            rows: list[dict[str, Any]] = []
+            history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
+            done: list[tuple[str, str]] = []
+            for ref, token, result in work_list:
+                row = self._held(conn, ref, token)
+                state = self._queue_state(row, lease_token=None, lease_expires_at=None)
+                rows.append({"path_id": row.path_id, "key": "queue", "value": state})
+                if result is not None:
+                    rows.append({"path_id": row.path_id, "key": "result", "value": result})
+                rows.append({"path_id": row.path_id, "key": "status", "value": "completed"})
+                run = (now - row.started_at).total_seconds() if row.started_at else None
+                history.append(
+                    (
+                        row.path_id,
+                        "completed",
+                        row.worker_id,
+                        {"attempt": row.attempts, "run_seconds": run},
+                    )
+                )
+                done.append((row.path_id, row.virtual_path))
+            self._write_metadata(conn, rows, now)
+            self._record(conn, history, now)
+            return self._promote(conn, done, now)
+
+        return self._write(work)
+
+    def _promote(self, conn: Connection, done: list[tuple[str, str]], now: datetime) -> list[str]:
+        """Dependents with status blocked and nothing left unresolved become ready."""
+        refs = [ref for pair in done for ref in pair]
+        promoted: dict[str, str] = {}
+        for chunk in _chunks(refs):
+            for path_id, path in conn.execute(
+                sa.select(work_items.c.path_id, file_paths.c.virtual_path)
+                .select_from(
+                    work_dependencies.join(
+                        work_items, work_items.c.path_id == work_dependencies.c.path_id
+                    ).join(file_paths, file_paths.c.path_id == work_items.c.path_id)
+                )
+                .where(
+                    work_dependencies.c.depends_on_ref.in_(chunk),
+                    work_items.c.status == "blocked",
+                    work_items.c.unresolved_count == 0,
+                )
+                .order_by(file_paths.c.virtual_path)
+            ):
+                promoted[path_id] = path
+        if promoted:
+            self._write_metadata(
+                conn,
+                [{"path_id": pid, "key": "status", "value": "ready"} for pid in promoted],
+                now,
+            )
+            self._record(conn, [(pid, "promoted", None, None) for pid in promoted], now)
+        return sorted(promoted.values())
+
+    def fail_work(self, path: str, lease_token: str, error: Any, *, retry: bool = True) -> str:
+        """Record a failure. Retries with back-off while attempts remain, else ``failed``.
+
+        Returns the item's new status: ``"ready"`` (to be retried after ``run_after``) or
+        ``"failed"`` (dead letter; the error is kept in ``last_error``).
+        """
+        ref = validate_path_or_id(path)
+        message = str(error)[:4000]
+
+        def work(conn: Connection) -> str:
+            now = utcnow()
+            row = self._held(conn, ref, lease_token)
+            max_attempts = row.max_attempts or DEFAULT_MAX_ATTEMPTS
+            if retry and row.attempts < max_attempts:
+                delay = self.retry_policy.delay(row.attempts)
+                run_after = now + timedelta(seconds=delay)
+                state = self._queue_state(
+                    row,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    last_error=message,
+                    run_after=run_after.isoformat(),
+                )
+                new_status, event = "ready", "retried"
+                detail = {"error": message, "attempt": row.attempts, "delay_seconds": delay}
+            else:
+                state = self._queue_state(
+                    row, lease_token=None, lease_expires_at=None, last_error=message
+                )
+                new_status, event = "failed", "failed"
+                detail = {"error": message, "attempt": row.attempts}
+            self._write_metadata(
+                conn,
+                [
+                    {"path_id": row.path_id, "key": "queue", "value": state},
+                    {"path_id": row.path_id, "key": "status", "value": new_status},
+                ],
+                now,
+            )
+            self._record(conn, [(row.path_id, event, row.worker_id, detail)], now)
+            return new_status
+
+        return self._write(work)
+
+    def release_work(self, path: str, lease_token: str) -> None:
+        """Give a held item back untouched: ready again, the attempt not counted."""
+        ref = validate_path_or_id(path)
+
+        def work(conn: Connection) -> None:
+            now = utcnow()
+            row = self._held(conn, ref, lease_token)
+            state = self._queue_state(
+                row, lease_token=None, lease_expires_at=None, attempts=max(0, row.attempts - 1)
+            )
+            self._write_metadata(
+                conn,
+                [
+                    {"path_id": row.path_id, "key": "queue", "value": state},
+                    {"path_id": row.path_id, "key": "status", "value": "ready"},
+                ],
+                now,
+            )
+            self._record(conn, [(row.path_id, "released", row.worker_id, None)], now)
+
+        self._write(work)
+
+    def cancel_work(self, path: str) -> None:
+        """Stop an item for good: status ``failed`` with last_error ``"cancelled"``.
+
+        A worker holding it loses its lease (its complete/fail raise LeaseLostError).
+        Completed items cannot be cancelled.
+        """
+        ref = validate_path_or_id(path)
+
+        def work(conn: Connection) -> None:
+            now = utcnow()
+            row = self._lock_item(conn, ref)
+            if row.status == "completed":
+                raise WorkItemNotFoundError(ref, "is completed and cannot be cancelled")
+            state = self._queue_state(
+                row,
+                lease_token=None,
+                lease_expires_at=None,
+                last_error="cancelled",
+                cancelled=True,
+            )
+            self._write_metadata(
+                conn,
+                [
+                    {"path_id": row.path_id, "key": "queue", "value": state},
+                    {"path_id": row.path_id, "key": "status", "value": "failed"},
+                ],
+                now,
+            )
+            self._record(conn, [(row.path_id, "cancelled", None, {"from": row.status})], now)
+
+        self._write(work)
+
+    def reclaim_expired_leases(self) -> int:
+        """Return expired in_progress items to ready (or failed when out of attempts)."""
+        total = 0
+        while True:
+            count = self._write(lambda conn: self._reclaim(conn, utcnow()))
+            total += count
+            if count < RECLAIM_BATCH:
+                return total
+
+    def _reclaim(self, conn: Connection, now: datetime) -> int:
+        expired = conn.execute(
+            sa.select(
+                work_items.c.path_id,
+                work_items.c.worker_id,
+                work_items.c.attempts,
+                work_items.c.max_attempts,
+                _queue_state_of(work_items.c.path_id).label("queue"),
+            )
+            .where(work_items.c.status == "in_progress", work_items.c.lease_expires_at < now)
+            .order_by(work_items.c.lease_expires_at)
+            .limit(RECLAIM_BATCH)
+            .with_for_update(of=work_items, skip_locked=True)
+        ).all()
+        rows: list[dict[str, Any]] = []
+        history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
+        for row in expired:
+            out_of_attempts = row.attempts >= (row.max_attempts or DEFAULT_MAX_ATTEMPTS)
+            new_status = "failed" if out_of_attempts else "ready"
+            changes: dict[str, Any] = {"lease_token": None, "lease_expires_at": None}
+            if out_of_attempts:
+                changes["last_error"] = "lease expired"
+            rows += [
+                {
+                    "path_id": row.path_id,
+                    "key": "queue",
+                    "value": self._queue_state(row, **changes),
+                },
+                {"path_id": row.path_id, "key": "status", "value": new_status},
+            ]
+            history.append(
+                (
+                    row.path_id,
+                    "reclaimed",
+                    row.worker_id,
+                    {"to": new_status, "attempt": row.attempts},
+                )
+            )
+        self._write_metadata(conn, rows, now)
+        self._record(conn, history, now)
+        return len(expired)
+
+    # ------------------------------------------------------------------ insight
+
+    def explain_blocked(self, path: str) -> list[dict[str, Any]]:
+        """The chain of unresolved blockers behind ``path``, nearest first.
+
+        Each entry: ``path`` (the dependency as written), ``path_id`` (None if missing),
+        ``status``, ``why``, ``depth`` (1 = direct) and ``blocks`` (the path it holds up).
+        """
+        ref = validate_path_or_id(path)
+        with self._reading() as conn:
+            start = conn.execute(
+                sa.select(file_paths.c.path_id, file_paths.c.virtual_path).where(
+                    self._path_filter(ref)
+                ),
+                self._params(ref),
+            ).first()
+            if start is None:
+                raise NexusFileNotFoundError(ref)
+            chain: list[dict[str, Any]] = []
+            seen = {start.path_id}
+            frontier = [(start.path_id, start.virtual_path)]
+            depth = 0
+            while frontier and depth < 100:
+                depth += 1
+                next_frontier = []
+                for path_id, holder in frontier:
+                    for dep_ref in conn.execute(
+                        sa.select(work_dependencies.c.depends_on_ref)
+                        .where(work_dependencies.c.path_id == path_id)
+                        .order_by(work_dependencies.c.depends_on_ref)
+                    ).scalars():
+                        entry = self._blocker(conn, dep_ref)
+                        if entry is None:
+                            continue
+                        entry.update(depth=depth, blocks=holder)
+                        chain.append(entry)
+                        if entry["path_id"] and entry["path_id"] not in seen:
+                            seen.add(entry["path_id"])
+                            next_frontier.append((entry["path_id"], entry["path"]))
+                frontier = next_frontier
+        return chain
+
+    def _blocker(self, conn: Connection, dep_ref: str) -> dict[str, Any] | None:
+        column = file_paths.c.path_id if is_path_id(dep_ref) else file_paths.c.virtual_path
+        target = conn.execute(
+            sa.select(
+                file_paths.c.path_id,
+                file_paths.c.virtual_path,
+                file_paths.c.deleted_at,
+                work_items.c.status,
+            )
+            .select_from(
+                file_paths.outerjoin(work_items, work_items.c.path_id == file_paths.c.path_id)
+            )
+            .where(column == dep_ref, file_paths.c.tenant_id == self.tenant_id)
+        ).first()
+        if target is None:
+            return {"path": dep_ref, "path_id": None, "status": None, "why": "missing"}
+        if target.deleted_at is not None:
+            return {
+                "path": target.virtual_path,
+                "path_id": target.path_id,
+                "status": None,
+                "why": "deleted",
+            }
+        if target.status == "completed":
+            return None
+        why = (
+            "has no status"
+            if target.status is None
+            else f"status is {target.status}, needs completed"
+        )
+        return {
+            "path": target.virtual_path,
+            "path_id": target.path_id,
+            "status": target.status,
+            "why": why,
+        }
+
+    def get_work_history(self, path: str) -> list[dict[str, Any]]:
+        """Every recorded transition of the item, oldest first."""
+        ref = validate_path_or_id(path)
+        with self._reading() as conn:
+            path_id = conn.execute(
+                sa.select(file_paths.c.path_id).where(self._path_filter(ref)), self._params(ref)
+            ).scalar()
+            if path_id is None:
+                raise NexusFileNotFoundError(ref)
+            rows = conn.execute(
+                sa.select(
+                    work_history.c.event,
+                    work_history.c.at,
+                    work_history.c.worker_id,
+                    work_history.c.detail,
+                )
+                .where(work_history.c.path_id == path_id)
+                .order_by(work_history.c.id)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def work_stats(self) -> dict[str, Any]:
+        """Counts without fetching lists: ``ready``, ``pending``, ``blocked``, ``in_progress``
+        (each equal to the number of rows the matching view returns) and ``by_status``."""
+        ready_now = sa.and_(
+            work_items.c.unresolved_count == 0,
+            sa.or_(work_items.c.run_after.is_(None), work_items.c.run_after <= sa.bindparam("now")),
+        )
+        stmt = sa.select(
+            work_items.c.status,
+            sa.func.count().label("total"),
+            sa.func.sum(sa.case((ready_now, 1), else_=0)).label("ready_now"),
+            sa.func.sum(sa.case((work_items.c.unresolved_count > 0, 1), else_=0)).label("blocked"),
+        ).group_by(work_items.c.status)
+        by_status = {
+            status: 0
+            for status in ("ready", "pending", "blocked", "in_progress", "completed", "failed")
+        }
+        ready = blocked = 0
+        with self._reading() as conn:
+            for row in conn.execute(stmt, {"now": utcnow()}):
+                by_status[row.status] = int(row.total)
+                if row.status == "ready":
+                    ready = int(row.ready_now or 0)
+                if row.status in ("ready", "pending", "blocked"):
+                    blocked += int(row.blocked or 0)
+        return {
+            "ready": ready,
+            "pending": by_status["pending"],
+            "blocked": blocked,
+            "in_progress": by_status["in_progress"],
+            "by_status": by_status,
+        }
+
+    def wait_for_ready_work(self, timeout: float) -> bool:
+        """Block until ``ready_work_items`` is non-empty (True) or ``timeout`` seconds pass."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise InvalidArgumentError("timeout", timeout, "must be a non-negative number")
+        waiter = self._ready_waiter
+        if waiter is None:
+            waiter = ReadyWaiter(self.url, lambda: bool(self.get_ready_work(limit=1)))
+            self._ready_waiter = waiter
+        return waiter.wait(float(timeout))
+
+    def _close_queue(self) -> None:
+        waiter = self._ready_waiter
+        if waiter is not None:
+            waiter.close()
+            self._ready_waiter = None
+
+    def work_analytics(self) -> dict[str, list[dict[str, Any]]]:
+        """The history views: ``throughput_hourly``, ``failures_by_error``, ``timing_hourly``."""
+        with self._reading() as conn:
+            return {
+                name: [dict(row) for row in conn.execute(sa.select(view)).mappings()]
+                for name, view in (
+                    ("throughput_hourly", work_throughput_hourly),
+                    ("failures_by_error", work_failures_by_error),
+                    ("timing_hourly", work_timing_hourly),
+                )
+            }
