@@ -192,8 +192,9 @@ def _sqlite_update_key(key: str, path_id: str) -> str:
 def _sqlite_refresh_dependents(refs: str, condition: str = "1") -> str:
     return f"""
     UPDATE work_items SET unresolved_count = {_sqlite_unresolved_count("work_items.path_id")}
-    WHERE ({condition}) AND path_id IN (
-        SELECT d.path_id FROM work_dependencies d WHERE d.depends_on_ref IN ({refs}));"""
+    WHERE path_id IN (
+        SELECT d.path_id FROM work_dependencies d
+        WHERE d.depends_on_ref IN ({refs}) AND ({condition}));"""
 
 
 def _sqlite_rebuild_dependencies(path_id: str) -> str:
@@ -287,8 +288,9 @@ def _sqlite_triggers() -> dict[str, str]:
 
 SQLITE_INDEXES = [
     # NULL priorities last: "priority IS NULL" leads each ordering index.
+    # run_after is carried so the ready view filters on it without visiting the table.
     """CREATE INDEX ix_work_items_ready ON work_items
-       (priority IS NULL, priority, created_at, path_id)
+       (priority IS NULL, priority, created_at, path_id, run_after)
        WHERE status = 'ready' AND unresolved_count = 0""",
     """CREATE INDEX ix_work_items_pending ON work_items
        (priority IS NULL, priority, created_at, path_id) WHERE status = 'pending'""",
@@ -551,7 +553,8 @@ PG_FUNCTION_SIGNATURES = [
 ]
 
 PG_INDEXES = [
-    """CREATE INDEX ix_work_items_ready ON work_items (priority ASC NULLS LAST, created_at, path_id)
+    """CREATE INDEX ix_work_items_ready ON work_items
+       (priority ASC NULLS LAST, created_at, path_id) INCLUDE (run_after)
        WHERE status = 'ready' AND unresolved_count = 0""",
     """CREATE INDEX ix_work_items_pending ON work_items
        (priority ASC NULLS LAST, created_at, path_id) WHERE status = 'pending'""",

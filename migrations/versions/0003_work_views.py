@@ -22,7 +22,13 @@ depends_on = None
 
 COLUMNS = """w.path_id, p.virtual_path, w.tenant_id, w.status, w.priority, w.created_at,
     p.updated_at, p.size_bytes, p.content_hash"""
-FROM = "FROM work_items w JOIN file_paths p ON p.path_id = w.path_id"
+
+
+def _from(dialect: str, index: str) -> str:
+    # SQLite without ANALYZE statistics may prefer an index with more equality columns and
+    # sort every match; each view names the partial index that yields its order.
+    hint = f" INDEXED BY {index}" if dialect == "sqlite" else ""
+    return f"FROM work_items w{hint} JOIN file_paths p ON p.path_id = w.path_id"
 
 
 def _views(dialect: str) -> dict[str, str]:
@@ -37,25 +43,27 @@ def _views(dialect: str) -> dict[str, str]:
         newest_start = "w.started_at DESC, w.path_id"
     return {
         "ready_work_items": f"""
-            SELECT {COLUMNS} {FROM}
+            SELECT {COLUMNS} {_from(dialect, "ix_work_items_ready")}
             WHERE w.status = 'ready' AND w.unresolved_count = 0 AND p.deleted_at IS NULL
               AND (w.run_after IS NULL OR w.run_after <= {now})
             ORDER BY {by_priority}""",
         "pending_work_items": f"""
-            SELECT {COLUMNS} {FROM}
+            SELECT {COLUMNS} {_from(dialect, "ix_work_items_pending")}
             WHERE w.status = 'pending' AND p.deleted_at IS NULL
             ORDER BY {by_priority}""",
         "blocked_work_items": f"""
-            SELECT {COLUMNS}, w.unresolved_count AS blocker_count {FROM}
+            SELECT {COLUMNS}, w.unresolved_count AS blocker_count
+            {_from(dialect, "ix_work_items_blocked")}
             WHERE w.unresolved_count > 0 AND w.status IN ('ready', 'pending', 'blocked')
               AND p.deleted_at IS NULL
             ORDER BY w.unresolved_count DESC, {by_priority}""",
         "work_by_priority": f"""
-            SELECT {COLUMNS}, w.tags {FROM}
+            SELECT {COLUMNS}, w.tags {_from(dialect, "ix_work_items_priority")}
             WHERE p.deleted_at IS NULL
             ORDER BY {by_priority}""",
         "in_progress_work": f"""
-            SELECT {COLUMNS}, w.worker_id, w.started_at {FROM}
+            SELECT {COLUMNS}, w.worker_id, w.started_at
+            {_from(dialect, "ix_work_items_in_progress")}
             WHERE w.status = 'in_progress' AND p.deleted_at IS NULL
             ORDER BY {newest_start}""",
     }

@@ -288,16 +288,15 @@ class WorkQueueMixin:
             keyed = [s["idempotency_key"] for s in specs if s["idempotency_key"]]
             known_keys: dict[str, str] = {}
             for chunk in _chunks(keyed):
-                known_keys.update(
-                    conn.execute(
-                        sa.select(work_idempotency.c.idempotency_key, file_paths.c.virtual_path)
-                        .join(file_paths, file_paths.c.path_id == work_idempotency.c.path_id)
-                        .where(
-                            work_idempotency.c.tenant_id == self.tenant_id,
-                            work_idempotency.c.idempotency_key.in_(chunk),
-                        )
-                    ).tuples()
-                )
+                for key, path in conn.execute(
+                    sa.select(work_idempotency.c.idempotency_key, file_paths.c.virtual_path)
+                    .join(file_paths, file_paths.c.path_id == work_idempotency.c.path_id)
+                    .where(
+                        work_idempotency.c.tenant_id == self.tenant_id,
+                        work_idempotency.c.idempotency_key.in_(chunk),
+                    )
+                ):
+                    known_keys[key] = path
             result_paths = [known_keys.get(s["idempotency_key"], s["path"]) for s in specs]
             fresh: dict[str, dict[str, Any]] = {}
             for spec in specs:

@@ -1,0 +1,386 @@
+"""The work queue on SQLite and PostgreSQL, single process: enqueue, claims, leases and
+fencing, retries with back-off, dead letters, promotion, history, stats, and that the views
+keep answering for claimed items."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from nexus import (
+    DependencyCycleError,
+    InvalidArgumentError,
+    InvalidPathError,
+    LeaseLostError,
+    WorkItemNotFoundError,
+)
+from nexus.storage.metadata_store import SQLAlchemyMetadataStore
+from nexus.work import RetryPolicy
+
+FAST_RETRY = RetryPolicy(base_seconds=0.05, factor=2.0, max_seconds=1.0, jitter=0.0)
+
+
+def paths(rows: list[dict[str, object]]) -> list[object]:
+    return [row["virtual_path"] for row in rows]
+
+
+# ---------------------------------------------------------------- enqueue
+
+
+def test_enqueue_creates_path_and_is_idempotent(store: SQLAlchemyMetadataStore) -> None:
+    item = store.enqueue("/jobs/a", priority=2, tags=["x"])
+    assert item["status"] == "ready" and item["priority"] == 2 and item["tags"] == ["x"]
+    assert store.exists("/jobs/a")
+    again = store.enqueue("/jobs/a", priority=9, status="pending")
+    assert again["path_id"] == item["path_id"]
+    assert again["priority"] == 2 and again["status"] == "ready"
+    assert [e["event"] for e in store.get_work_history("/jobs/a")] == ["enqueued"]
+
+
+def test_idempotency_key_returns_existing_item(store: SQLAlchemyMetadataStore) -> None:
+    first = store.enqueue("/jobs/a", idempotency_key="k1")
+    second = store.enqueue("/jobs/b", idempotency_key="k1")
+    assert second["path_id"] == first["path_id"]
+    assert not store.exists("/jobs/b")
+
+
+def test_enqueue_keeps_existing_file(store: SQLAlchemyMetadataStore) -> None:
+    store.put("/data/f", size=10, content_hash="abc")
+    store.enqueue("/data/f")
+    record = store.get("/data/f")
+    assert record is not None and record.size_bytes == 10 and record.content_hash == "abc"
+
+
+def test_enqueue_many_builds_a_dag_in_one_call(store: SQLAlchemyMetadataStore) -> None:
+    items = store.enqueue_many(
+        [
+            {"path": "/dag/a", "priority": 1},
+            {"path": "/dag/b", "depends_on": "/dag/a", "status": "blocked"},
+            {"path": "/dag/c", "depends_on": ["/dag/a", "/dag/b"]},
+        ]
+    )
+    assert [(i["virtual_path"], i["blocker_count"]) for i in items] == [
+        ("/dag/a", 0),
+        ("/dag/b", 1),
+        ("/dag/c", 2),
+    ]
+    assert paths(store.get_ready_work()) == ["/dag/a"]
+    assert paths(store.get_blocked_work()) == ["/dag/c", "/dag/b"]
+
+
+def test_enqueue_many_rejects_cycles_and_bad_items_writing_nothing(
+    store: SQLAlchemyMetadataStore,
+) -> None:
+    with pytest.raises(DependencyCycleError):
+        store.enqueue_many(
+            [{"path": "/c/a", "depends_on": "/c/b"}, {"path": "/c/b", "depends_on": "/c/a"}]
+        )
+    with pytest.raises(DependencyCycleError):
+        store.enqueue_many([{"path": "/c/self", "depends_on": "/c/self"}])
+    with pytest.raises(InvalidPathError):
+        store.enqueue_many([{"path": "/ok"}, {"path": "no-slash"}])
+    with pytest.raises(InvalidArgumentError):
+        store.enqueue_many([{"path": "/ok", "colour": "red"}])
+    assert store.list("/") == []
+    assert store.work_stats()["by_status"]["ready"] == 0
+
+
+def test_enqueue_many_detects_cycle_through_existing_items(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue("/e/old", depends_on="/e/new")  # names a path that does not exist yet
+    with pytest.raises(DependencyCycleError):
+        store.enqueue_many([{"path": "/e/new", "depends_on": "/e/old"}])
+    assert not store.exists("/e/new")
+
+
+def test_enqueue_many_large_batch(store: SQLAlchemyMetadataStore) -> None:
+    n = 1200  # over the IN-list chunk size
+    store.enqueue_many(
+        [{"path": f"/bulk/{i:05d}", "priority": i % 7} for i in range(n)]
+        + [{"path": "/bulk/last", "depends_on": [f"/bulk/{i:05d}" for i in range(0, n, 100)]}]
+    )
+    assert store.work_stats()["ready"] == n
+    [blocked] = store.get_blocked_work()
+    assert blocked["blocker_count"] == n // 100
+
+
+# ---------------------------------------------------------------- claims
+
+
+def test_claim_moves_items_out_of_ready_into_in_progress(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue_many([{"path": f"/q/{i}", "priority": i} for i in range(5)])
+    claimed = store.claim_ready_work("w1", limit=2)
+    assert paths(claimed) == ["/q/0", "/q/1"]
+    assert all(c["lease_token"] and c["attempts"] == 1 for c in claimed)
+    assert paths(store.get_ready_work()) == ["/q/2", "/q/3", "/q/4"]
+    in_progress = store.get_in_progress_work()
+    assert sorted(paths(in_progress)) == ["/q/0", "/q/1"]
+    assert {row["worker_id"] for row in in_progress} == {"w1"}
+    assert all(row["started_at"].tzinfo is not None for row in in_progress)
+    assert store.get_file_metadata("/q/0", "status") == "in_progress"
+    assert store.get_file_metadata("/q/0", "worker_id") == "w1"
+
+
+def test_claim_filters_by_tags_and_prefix(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue_many(
+        [
+            {"path": "/a/1", "tags": ["gpu"], "priority": 1},
+            {"path": "/a/2", "tags": ["cpu"], "priority": 2},
+            {"path": "/b/3", "tags": ["gpu", "big"], "priority": 3},
+        ]
+    )
+    assert paths(store.claim_ready_work("w", limit=5, tags=["big", "none"])) == ["/b/3"]
+    assert paths(store.claim_ready_work("w", limit=5, path_prefix="/a/")) == ["/a/1", "/a/2"]
+
+
+def test_claim_skips_items_until_run_after(store: SQLAlchemyMetadataStore) -> None:
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    store.enqueue("/later", run_after=later)
+    store.enqueue("/now")
+    assert paths(store.get_ready_work()) == ["/now"]
+    assert paths(store.claim_ready_work("w", limit=5)) == ["/now"]
+    assert store.claim_ready_work("w") == []
+
+
+def test_claim_validates_arguments(store: SQLAlchemyMetadataStore) -> None:
+    for kwargs in ({"limit": 0}, {"limit": True}, {"lease_seconds": 0}, {"tags": "gpu"}):
+        with pytest.raises(ValueError):
+            store.claim_ready_work("w", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        store.claim_ready_work("")
+
+
+# ---------------------------------------------------------------- completion, promotion
+
+
+def test_complete_promotes_blocked_dependents(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue_many(
+        [
+            {"path": "/p/a"},
+            {"path": "/p/b"},
+            {"path": "/p/needs-a", "depends_on": "/p/a", "status": "blocked"},
+            {"path": "/p/needs-ab", "depends_on": ["/p/a", "/p/b"], "status": "blocked"},
+        ]
+    )
+    [a] = store.claim_ready_work("w", path_prefix="/p/a")
+    assert store.complete_work("/p/a", a["lease_token"], result={"rows": 3}) == ["/p/needs-a"]
+    assert store.get_file_metadata("/p/a", "result") == {"rows": 3}
+    assert store.get_file_metadata("/p/needs-a", "status") == "ready"
+    assert store.get_file_metadata("/p/needs-ab", "status") == "blocked"
+    [b] = store.claim_ready_work("w", path_prefix="/p/b")
+    assert store.complete_work("/p/b", b["lease_token"]) == ["/p/needs-ab"]
+    assert sorted(paths(store.get_ready_work())) == ["/p/needs-a", "/p/needs-ab"]
+    events = [e["event"] for e in store.get_work_history("/p/needs-ab")]
+    assert events == ["enqueued", "promoted"]
+
+
+def test_ready_dependents_become_ready_without_promotion(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue_many([{"path": "/r/a"}, {"path": "/r/b", "depends_on": "/r/a"}])
+    [a] = store.claim_ready_work("w")
+    assert store.complete_work("/r/a", a["lease_token"]) == []
+    assert paths(store.get_ready_work()) == ["/r/b"]
+
+
+def test_complete_work_many_is_all_or_nothing(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue_many([{"path": f"/m/{i}"} for i in range(3)])
+    claimed = store.claim_ready_work("w", limit=3)
+    with pytest.raises(LeaseLostError):
+        store.complete_work_many(
+            [(c["virtual_path"], c["lease_token"]) for c in claimed[:2]] + [("/m/2", "bogus")]
+        )
+    assert store.work_stats()["in_progress"] == 3
+    store.complete_work_many([(c["virtual_path"], c["lease_token"]) for c in claimed])
+    assert store.work_stats()["by_status"]["completed"] == 3
+
+
+# ---------------------------------------------------------------- leases and fencing
+
+
+def test_expired_lease_is_reclaimed_and_stale_token_fenced(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue("/l/a")
+    [old] = store.claim_ready_work("old-worker", lease_seconds=0.05)
+    time.sleep(0.15)
+    [new] = store.claim_ready_work("new-worker", lease_seconds=60)
+    assert new["virtual_path"] == "/l/a" and new["attempts"] == 2
+    for call in (
+        lambda: store.heartbeat("/l/a", old["lease_token"]),
+        lambda: store.complete_work("/l/a", old["lease_token"]),
+        lambda: store.fail_work("/l/a", old["lease_token"], "late"),
+        lambda: store.release_work("/l/a", old["lease_token"]),
+    ):
+        with pytest.raises(LeaseLostError):
+            call()
+    item = store.get_work_item("/l/a")
+    assert item is not None
+    assert item["status"] == "in_progress" and item["worker_id"] == "new-worker"
+    store.complete_work("/l/a", new["lease_token"])
+    events = [e["event"] for e in store.get_work_history("/l/a")]
+    assert events == ["enqueued", "claimed", "reclaimed", "claimed", "completed"]
+
+
+def test_heartbeat_extends_lease(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue("/h/a")
+    [c] = store.claim_ready_work("w", lease_seconds=0.3)
+    for _ in range(4):
+        time.sleep(0.1)
+        store.heartbeat("/h/a", c["lease_token"])
+    assert store.reclaim_expired_leases() == 0
+    assert store.claim_ready_work("other") == []
+    expires = store.heartbeat("/h/a", c["lease_token"], lease_seconds=3600)
+    assert expires > datetime.now(timezone.utc) + timedelta(minutes=59)
+
+
+def test_reclaim_expired_leases_counts_and_dead_letters(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue("/x/once", max_attempts=1)
+    store.enqueue("/x/twice", max_attempts=2)
+    store.claim_ready_work("w", limit=2, lease_seconds=0.05)
+    time.sleep(0.15)
+    assert store.reclaim_expired_leases() == 2
+    once, twice = store.get_work_item("/x/once"), store.get_work_item("/x/twice")
+    assert once is not None and once["status"] == "failed" and once["last_error"] == "lease expired"
+    assert twice is not None and twice["status"] == "ready"
+
+
+def test_release_gives_item_back_untouched(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue("/rel/a")
+    [c] = store.claim_ready_work("w")
+    store.release_work("/rel/a", c["lease_token"])
+    item = store.get_work_item("/rel/a")
+    assert item is not None and item["status"] == "ready" and item["attempts"] == 0
+    assert paths(store.get_ready_work()) == ["/rel/a"]
+
+
+def test_cancel(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue("/can/a")
+    store.enqueue("/can/b")
+    [c] = store.claim_ready_work("w", path_prefix="/can/a")
+    store.cancel_work("/can/a")
+    with pytest.raises(LeaseLostError):
+        store.complete_work("/can/a", c["lease_token"])
+    store.cancel_work("/can/b")
+    assert store.work_stats()["by_status"]["failed"] == 2
+    assert store.get_work_item("/can/b")["last_error"] == "cancelled"  # type: ignore[index]
+    store.enqueue("/can/c")
+    [c] = store.claim_ready_work("w")
+    store.complete_work("/can/c", c["lease_token"])
+    with pytest.raises(WorkItemNotFoundError):
+        store.cancel_work("/can/c")
+
+
+# ---------------------------------------------------------------- retries
+
+
+def test_retries_back_off_then_dead_letter(
+    make_store: Callable[..., SQLAlchemyMetadataStore],
+) -> None:
+    store = make_store(retry_policy=FAST_RETRY)
+    store.enqueue("/f/a", max_attempts=3)
+    delays = []
+    for attempt in (1, 2):
+        [c] = store.claim_ready_work("w")
+        assert c["attempts"] == attempt
+        assert store.fail_work("/f/a", c["lease_token"], f"boom {attempt}") == "ready"
+        item = store.get_work_item("/f/a")
+        assert item is not None and item["run_after"] is not None
+        delays.append((item["run_after"] - datetime.now(timezone.utc)).total_seconds())
+        assert store.get_ready_work() == []  # not before run_after
+        assert store.wait_for_ready_work(2.0)
+    assert 0 < delays[0] <= 0.05 and 0.05 < delays[1] <= 0.1  # doubling
+    [c] = store.claim_ready_work("w")
+    assert store.fail_work("/f/a", c["lease_token"], "boom 3") == "failed"
+    item = store.get_work_item("/f/a")
+    assert item is not None and item["status"] == "failed" and item["last_error"] == "boom 3"
+    events = [e["event"] for e in store.get_work_history("/f/a")]
+    assert events.count("retried") == 2 and events[-1] == "failed"
+    failures = store.work_analytics()["failures_by_error"]
+    assert {row["error"] for row in failures} == {"boom 1", "boom 2", "boom 3"}
+
+
+def test_fail_without_retry_goes_straight_to_failed(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue("/f/b", max_attempts=5)
+    [c] = store.claim_ready_work("w")
+    assert store.fail_work("/f/b", c["lease_token"], "fatal", retry=False) == "failed"
+
+
+def test_retry_policy_delays() -> None:
+    policy = RetryPolicy(base_seconds=1, factor=2, max_seconds=10, jitter=0.2)
+    for attempt, nominal in ((1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (9, 10)):
+        for _ in range(20):
+            assert nominal * 0.8 - 1e-9 <= policy.delay(attempt) <= min(10, nominal * 1.2)
+    with pytest.raises(InvalidArgumentError):
+        RetryPolicy(jitter=1.5)
+
+
+# ---------------------------------------------------------------- insight
+
+
+def test_explain_blocked_walks_the_chain(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue_many(
+        [
+            {"path": "/ex/root", "status": "pending"},
+            {"path": "/ex/mid", "depends_on": "/ex/root"},
+            {"path": "/ex/top", "depends_on": ["/ex/mid", "/ex/missing"]},
+        ]
+    )
+    chain = store.explain_blocked("/ex/top")
+    assert [(c["path"], c["depth"], c["blocks"]) for c in chain] == [
+        ("/ex/mid", 1, "/ex/top"),
+        ("/ex/missing", 1, "/ex/top"),
+        ("/ex/root", 2, "/ex/mid"),
+    ]
+    assert chain[1]["why"] == "missing" and chain[2]["status"] == "pending"
+
+
+def test_work_stats_match_views(store: SQLAlchemyMetadataStore) -> None:
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    store.enqueue_many(
+        [
+            {"path": "/s/r1"},
+            {"path": "/s/r2", "priority": 1},
+            {"path": "/s/later", "run_after": later},
+            {"path": "/s/p", "status": "pending"},
+            {"path": "/s/pb", "status": "pending", "depends_on": "/s/r1"},
+            {"path": "/s/b", "status": "blocked", "depends_on": "/s/r1"},
+            {"path": "/s/done", "status": "completed"},
+        ]
+    )
+    store.claim_ready_work("w", path_prefix="/s/r2")
+    stats = store.work_stats()
+    assert stats["ready"] == len(store.get_ready_work()) == 1
+    assert stats["pending"] == len(store.get_pending_work()) == 2
+    assert stats["blocked"] == len(store.get_blocked_work()) == 2
+    assert stats["in_progress"] == len(store.get_in_progress_work()) == 1
+    assert stats["by_status"] == {
+        "ready": 2,
+        "pending": 2,
+        "blocked": 1,
+        "in_progress": 1,
+        "completed": 1,
+        "failed": 0,
+    }
+
+
+def test_analytics_views(store: SQLAlchemyMetadataStore) -> None:
+    store.enqueue_many([{"path": f"/an/{i}"} for i in range(3)])
+    for c in store.claim_ready_work("w", limit=3):
+        store.complete_work(c["virtual_path"], c["lease_token"])
+    analytics = store.work_analytics()
+    [hour] = analytics["throughput_hourly"]
+    assert hour["completed"] == 3 and hour["hour"].tzinfo is not None
+    [timing] = analytics["timing_hourly"]
+    assert timing["claims"] == 3 and timing["mean_run_seconds"] >= 0
+
+
+def test_wait_for_ready_work(make_store: Callable[..., SQLAlchemyMetadataStore]) -> None:
+    waiter, writer = make_store(), make_store()
+    start = time.monotonic()
+    assert waiter.wait_for_ready_work(0.2) is False
+    assert time.monotonic() - start >= 0.2
+    import threading
+
+    threading.Timer(0.2, lambda: writer.enqueue("/wake")).start()
+    start = time.monotonic()
+    assert waiter.wait_for_ready_work(5) is True
+    assert time.monotonic() - start < 2
