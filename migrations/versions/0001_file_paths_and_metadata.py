@@ -75,12 +75,12 @@ def upgrade() -> None:
         sa.Column("updated_at", ts, nullable=False, server_default=now),
         sa.PrimaryKeyConstraint("path_id", "key", name="pk_file_metadata"),
         *checks,
+        # Rows live in the primary-key B-tree: one page visit per (path_id, key) write.
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_file_metadata_key", "file_metadata", ["key"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_file_metadata_key", table_name="file_metadata")
     op.drop_table("file_metadata")
     op.drop_index("ix_file_paths_content_hash", table_name="file_paths")
     op.drop_table("file_paths")

@@ -32,6 +32,13 @@ depends_on = None
 
 STATUSES = "('ready', 'pending', 'blocked', 'in_progress', 'completed', 'failed')"
 WORK_KEYS = "('status', 'priority', 'tags', 'worker_id', 'started_at', 'queue')"
+# The work queue writes work_items itself, in the same transaction as its file_metadata rows,
+# and switches the projection triggers off for that transaction only: SQLite with a row in
+# nexus_projection_bypass (inserted and deleted inside the transaction, so no other
+# connection ever sees it), PostgreSQL with a transaction-local setting. Dependency counts of
+# dependents are still maintained by the triggers.
+SQLITE_PROJECTING = "NOT EXISTS (SELECT 1 FROM nexus_projection_bypass)"
+PG_BYPASSED = "coalesce(current_setting('nexus.bypass_projection', true), '') = 'on'"
 # Namespace for transaction-level advisory locks on dependency references (PostgreSQL).
 DEPENDENCY_LOCK_NS = 7_400_001
 
@@ -75,6 +82,8 @@ def _create_tables(dialect: str) -> None:
         sa.PrimaryKeyConstraint("path_id", "depends_on_ref", name="pk_work_dependencies"),
     )
     op.create_index("ix_work_dependencies_ref", "work_dependencies", ["depends_on_ref"])
+    if not pg:
+        op.create_table("nexus_projection_bypass", sa.Column("id", sa.Integer(), primary_key=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,6 +108,10 @@ def _sqlite_live_status(path_id: str) -> str:
          AND json_type(q.value) = 'object'
     WHERE p.path_id = {path_id} AND p.deleted_at IS NULL AND json_type(s.value) = 'text'
       AND json_extract(s.value, '$') IN {STATUSES}"""
+
+
+def _sqlite_guarded(statement_where: str) -> str:
+    return f"{statement_where} AND {SQLITE_PROJECTING}"
 
 
 def _sqlite_ts(expr: str) -> str:
@@ -152,26 +165,35 @@ def _sqlite_queue_values() -> str:
     )
 
 
-def _sqlite_upsert_work_items(path_id: str) -> str:
+def _sqlite_upsert_work_items(
+    path_id: str, only_if_missing: bool = False, guarded: bool = False
+) -> str:
     columns = (
         "path_id, tenant_id, created_at, status, priority, tags, worker_id, started_at, "
         "run_after, lease_token, lease_expires_at, attempts, max_attempts, unresolved_count"
     )
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns.split(", ")[1:])
     keys = _sqlite_key_columns("p.path_id")
+    missing = (
+        "\n      AND NOT EXISTS (SELECT 1 FROM work_items x WHERE x.path_id = p.path_id)"
+        if only_if_missing
+        else ""
+    )
+    if guarded:
+        missing += f"\n      AND {SQLITE_PROJECTING}"
     return f"""
     INSERT INTO work_items ({columns})
     SELECT p.path_id, p.tenant_id, p.created_at, json_extract(s.value, '$'),
         {keys["priority"]}, {keys["tags"]}, {keys["worker_id"]}, {keys["started_at"]},
         {_sqlite_queue_values()},
         {_sqlite_unresolved_count("p.path_id")}
-    {_sqlite_live_status(path_id)}
+    {_sqlite_live_status(path_id)}{missing}
     ON CONFLICT (path_id) DO UPDATE SET {updates};"""
 
 
-def _sqlite_rebuild(path_id: str) -> str:
-    return f"""{_sqlite_upsert_work_items(path_id)}
-    DELETE FROM work_items WHERE path_id = {path_id}
+def _sqlite_rebuild(path_id: str, only_if_missing: bool = False) -> str:
+    return f"""{_sqlite_upsert_work_items(path_id, only_if_missing, guarded=True)}
+    DELETE FROM work_items WHERE path_id = {path_id} AND {SQLITE_PROJECTING}
       AND NOT EXISTS (SELECT 1 {_sqlite_live_status(path_id)});"""
 
 
@@ -226,9 +248,15 @@ def _sqlite_triggers() -> dict[str, str]:
         BEGIN {_sqlite_rebuild("NEW.path_id")}
         {_sqlite_refresh_dependents(new_refs, _completed("NEW.value"))}
         END""",
+        # A status change on an existing row touches one column; a first valid status (or
+        # an invalid one) rebuilds or removes the row.
         "trg_file_metadata_status_update": f"""AFTER UPDATE OF value ON file_metadata
         WHEN NEW.key = 'status' AND {same_row} AND OLD.value IS NOT NEW.value
-        BEGIN {_sqlite_rebuild("NEW.path_id")}
+        BEGIN
+        UPDATE work_items SET status = json_extract(NEW.value, '$')
+        WHERE path_id = NEW.path_id AND json_type(NEW.value) = 'text'
+          AND json_extract(NEW.value, '$') IN {STATUSES} AND {SQLITE_PROJECTING};
+        {_sqlite_rebuild("NEW.path_id", only_if_missing=True)}
         {
             _sqlite_refresh_dependents(
                 new_refs, f"{_completed('OLD.value')} <> {_completed('NEW.value')}"
@@ -277,12 +305,15 @@ def _sqlite_triggers() -> dict[str, str]:
     }
     for key in NON_STATUS_KEYS:
         triggers[f"trg_file_metadata_{key}_insert"] = f"""AFTER INSERT ON file_metadata
-        WHEN NEW.key = '{key}' BEGIN {_sqlite_update_key(key, "NEW.path_id")} END"""
+        WHEN NEW.key = '{key}' AND {SQLITE_PROJECTING}
+        BEGIN {_sqlite_update_key(key, "NEW.path_id")} END"""
         triggers[f"trg_file_metadata_{key}_update"] = f"""AFTER UPDATE OF value ON file_metadata
         WHEN NEW.key = '{key}' AND {same_row} AND OLD.value IS NOT NEW.value
+             AND {SQLITE_PROJECTING}
         BEGIN {_sqlite_update_key(key, "NEW.path_id")} END"""
         triggers[f"trg_file_metadata_{key}_delete"] = f"""AFTER DELETE ON file_metadata
-        WHEN OLD.key = '{key}' BEGIN {_sqlite_update_key(key, "OLD.path_id")} END"""
+        WHEN OLD.key = '{key}' AND {SQLITE_PROJECTING}
+        BEGIN {_sqlite_update_key(key, "OLD.path_id")} END"""
     return triggers
 
 
@@ -462,12 +493,23 @@ PG_FUNCTIONS = [
             PERFORM nexus_rebuild_dependencies(p_path_id);
             RETURN;
         END IF;
-        IF p_key <> 'status' THEN
+        IF coalesce(current_setting('nexus.bypass_projection', true), '') = 'on' THEN
+            -- The work queue wrote work_items itself; only dependents are left to refresh.
+            NULL;
+        ELSIF p_key <> 'status' THEN
             PERFORM nexus_refresh_work_key(p_path_id, p_key);
             RETURN;
+        ELSE
+            -- A status change on an existing row touches one column; otherwise rebuild.
+            UPDATE work_items SET status = p_new #>> '{}'
+            WHERE path_id = p_path_id AND jsonb_typeof(p_new) = 'string'
+              AND (p_new #>> '{}') IN ('ready', 'pending', 'blocked', 'in_progress',
+                                       'completed', 'failed');
+            IF NOT FOUND THEN
+                PERFORM nexus_rebuild_work_item(p_path_id);
+            END IF;
         END IF;
-        PERFORM nexus_rebuild_work_item(p_path_id);
-        IF coalesce(p_old #>> '{}' = 'completed', false)
+        IF p_key = 'status' AND coalesce(p_old #>> '{}' = 'completed', false)
                <> coalesce(p_new #>> '{}' = 'completed', false) THEN
             PERFORM nexus_refresh_dependents(ARRAY(
                 SELECT p_path_id UNION ALL
@@ -511,12 +553,14 @@ WORK_KEYS_PG = "('status', 'priority', 'tags', 'worker_id', 'started_at', 'queue
 
 PG_TRIGGERS = [
     f"""CREATE TRIGGER trg_file_metadata_work_insert AFTER INSERT ON file_metadata
-    FOR EACH ROW WHEN (NEW.key IN {WORK_KEYS_PG})
+    FOR EACH ROW WHEN (NEW.key IN {WORK_KEYS_PG}
+        AND (NEW.key IN ('status', 'depends_on') OR NOT {PG_BYPASSED}))
     EXECUTE FUNCTION nexus_file_metadata_trigger()""",
     f"""CREATE TRIGGER trg_file_metadata_work_update AFTER UPDATE ON file_metadata
     FOR EACH ROW WHEN ((NEW.key IN {WORK_KEYS_PG} OR OLD.key IN {WORK_KEYS_PG})
         AND (OLD.value IS DISTINCT FROM NEW.value OR OLD.key <> NEW.key
-             OR OLD.path_id <> NEW.path_id))
+             OR OLD.path_id <> NEW.path_id)
+        AND (NEW.key IN ('status', 'depends_on') OR OLD.key <> NEW.key OR NOT {PG_BYPASSED}))
     EXECUTE FUNCTION nexus_file_metadata_trigger()""",
     f"""CREATE TRIGGER trg_file_metadata_work_delete AFTER DELETE ON file_metadata
     FOR EACH ROW WHEN (OLD.key IN {WORK_KEYS_PG})
@@ -630,5 +674,7 @@ def downgrade() -> None:
     for name in INDEX_NAMES:
         op.drop_index(name, table_name="work_items")
     op.drop_index("ix_work_dependencies_ref", table_name="work_dependencies")
+    if dialect != "postgresql":
+        op.drop_table("nexus_projection_bypass")
     op.drop_table("work_dependencies")
     op.drop_table("work_items")

@@ -10,7 +10,6 @@ import builtins
 import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from nexus.storage.schema import (
     ready_work_items,
     work_by_priority,
 )
-from nexus.storage.types import utcnow
+from nexus.storage.types import new_path_id, utcnow
 from nexus.storage.validation import (
     dependency_refs,
     is_path_id,
@@ -167,7 +166,13 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
                 ),
             },
         ).returning(*file_paths.c)
-        upsert = insert(file_metadata)
+        # Metadata timestamps come from the database clock: nothing to format per row.
+        server_now = (
+            sa.func.now()
+            if self.dialect == "postgresql"
+            else sa.func.strftime(sa.literal_column("'%Y-%m-%d %H:%M:%f'"), "now")
+        )
+        upsert = insert(file_metadata).values(created_at=server_now, updated_at=server_now)
         self._upsert_metadata_stmt = upsert.on_conflict_do_update(
             index_elements=["path_id", "key"],
             set_={"value": upsert.excluded.value, "updated_at": upsert.excluded.updated_at},
@@ -252,7 +257,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
                 raise InvalidArgumentError(name, value, "must be a string or None")
         now = utcnow()
         row = {
-            "path_id": str(uuid.uuid4()),
+            "path_id": new_path_id(),
             "tenant_id": self.tenant_id,
             "virtual_path": path,
             "size_bytes": size,
@@ -294,7 +299,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
                 raise InvalidArgumentError("item", item, f"unknown keys {sorted(unknown)}")
             rows.append(
                 {
-                    "path_id": str(uuid.uuid4()),
+                    "path_id": new_path_id(),
                     "tenant_id": self.tenant_id,
                     "virtual_path": validate_path(spec.get("path")),
                     "size_bytes": validate_positive_int(
@@ -334,7 +339,6 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             checked.append((validate_path_or_id(path), key, validate_metadata(key, value)))
         if not checked:
             return 0
-        now = utcnow()
 
         def work(conn: Connection) -> int:
             ids = self._resolve_many(conn, [ref for ref, _, _ in checked])
@@ -342,14 +346,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             if dependencies:
                 self._lock_dependency_writes(conn)
             values = [
-                {
-                    "path_id": ids[ref],
-                    "key": key,
-                    "value": value,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for ref, key, value in checked
+                {"path_id": ids[ref], "key": key, "value": value} for ref, key, value in checked
             ]
             # Status last, so its trigger builds each work row once, from every key.
             values.sort(key=lambda item: item["key"] == "status")
@@ -444,7 +441,6 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
         """Set one key (an upsert). Work keys are validated; values are any JSON."""
         ref = validate_path_or_id(path)
         value = validate_metadata(key, value)
-        now = utcnow()
 
         def work(conn: Connection) -> None:
             path_id = self._require_path_id(conn, ref)
@@ -452,14 +448,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
                 self._lock_dependency_writes(conn)
                 self._check_no_cycle(conn, ref, path_id, dependency_refs(value))
             conn.execute(
-                self._upsert_metadata_stmt,
-                {
-                    "path_id": path_id,
-                    "key": key,
-                    "value": value,
-                    "created_at": now,
-                    "updated_at": now,
-                },
+                self._upsert_metadata_stmt, {"path_id": path_id, "key": key, "value": value}
             )
 
         self._write(work)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -9,7 +12,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
-SQLITE_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+def sqlite_timestamp(moment: datetime) -> str:
+    """UTC text with milliseconds, exactly as SQLite's ``strftime('%Y-%m-%d %H:%M:%f')``
+    writes it, so timestamps from Python, from triggers and from column defaults compare
+    correctly as text."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def truncate_to_ms(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -36,6 +48,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
+    _last: tuple[Any, str, Any] | None = None
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "sqlite":
@@ -45,10 +58,13 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
+        cached = self._last
+        if cached is not None and cached[0] is value and cached[1] == dialect.name:
+            return cached[2]  # a batch binds the same 'now' to every row
         moment = parse_timestamp(value) if isinstance(value, str) else to_utc(value)
-        if dialect.name == "sqlite":
-            return moment.strftime(SQLITE_TIMESTAMP_FORMAT)
-        return moment
+        bound = sqlite_timestamp(moment) if dialect.name == "sqlite" else moment
+        self._last = (value, dialect.name, bound)
+        return bound
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -61,3 +77,15 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 JSONValue = sa.JSON(none_as_null=False).with_variant(
     postgresql.JSONB(none_as_null=False), "postgresql"
 )
+
+
+def new_path_id() -> str:
+    """A UUIDv7-shaped id: 48 bits of Unix milliseconds, then random bits.
+
+    Ids made close in time sort close together, so rows of items enqueued (and later
+    claimed) together share index pages instead of landing on random ones.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,7 +41,14 @@ from nexus.storage.schema import (
     work_throughput_hourly,
     work_timing_hourly,
 )
-from nexus.storage.types import to_utc, utcnow
+from nexus.storage.types import (
+    UTCDateTime,
+    new_path_id,
+    parse_timestamp,
+    to_utc,
+    truncate_to_ms,
+    utcnow,
+)
 from nexus.storage.validation import (
     dependency_refs,
     is_path_id,
@@ -102,7 +110,76 @@ def _queue_state_of(path_id: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else to_utc(moment).isoformat()
+    return (
+        None
+        if moment is None
+        else truncate_to_ms(to_utc(moment)).isoformat(timespec="milliseconds")
+    )
+
+
+def _parse_optional(value: Any) -> datetime | None:
+    return parse_timestamp(value) if isinstance(value, str) else None
+
+
+def _state_columns(change: dict[str, Any]) -> dict[str, Any]:
+    """The work_items columns a queue state object projects to (as the triggers would)."""
+    state = change["state"]
+    attempts = state.get("attempts")
+    token = state.get("lease_token")
+    columns = {
+        "pid": change["path_id"],
+        "status": change["status"],
+        "lease_token": token if isinstance(token, str) else None,
+        "lease_expires_at": _parse_optional(state.get("lease_expires_at")),
+        "run_after": _parse_optional(state.get("run_after")),
+        "attempts": attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0,
+    }
+    if "worker_id" in change:
+        columns["worker_id"] = change["worker_id"]
+        columns["started_at"] = change["started_at"]
+    return columns
+
+
+_STATE_VALUES = {
+    "status": sa.bindparam("status"),
+    "lease_token": sa.bindparam("lease_token"),
+    "lease_expires_at": sa.bindparam("lease_expires_at", type_=UTCDateTime()),
+    "run_after": sa.bindparam("run_after", type_=UTCDateTime()),
+    "attempts": sa.bindparam("attempts"),
+}
+_STATE_UPDATE = (
+    sa.update(work_items).where(work_items.c.path_id == sa.bindparam("pid")).values(_STATE_VALUES)
+)
+_CLAIM_UPDATE = (
+    sa.update(work_items)
+    .where(work_items.c.path_id == sa.bindparam("pid"))
+    .values(
+        {
+            **_STATE_VALUES,
+            "worker_id": sa.bindparam("worker_id"),
+            "started_at": sa.bindparam("started_at", type_=UTCDateTime()),
+        }
+    )
+)
+_SQLITE_BYPASS_ON = sa.text("INSERT INTO nexus_projection_bypass (id) VALUES (1)")
+_SQLITE_BYPASS_OFF = sa.text("DELETE FROM nexus_projection_bypass")
+_PG_BYPASS = sa.text("SELECT set_config('nexus.bypass_projection', :value, true)")
+_EXPIRED_LEASES = (
+    sa.select(
+        work_items.c.path_id,
+        work_items.c.worker_id,
+        work_items.c.attempts,
+        work_items.c.max_attempts,
+        _queue_state_of(work_items.c.path_id).label("queue"),
+    )
+    .where(
+        work_items.c.status == "in_progress",
+        work_items.c.lease_expires_at < sa.bindparam("now", type_=UTCDateTime()),
+    )
+    .order_by(work_items.c.lease_expires_at)
+    .limit(RECLAIM_BATCH)
+    .with_for_update(of=work_items, skip_locked=True)
+)
 
 
 class WorkQueueMixin:
@@ -137,9 +214,6 @@ class WorkQueueMixin:
 
     def _write_metadata(self, conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
         if rows:
-            for row in rows:
-                row.setdefault("created_at", now)
-                row.setdefault("updated_at", now)
             conn.execute(self._upsert_metadata_stmt, rows)
 
     def _record(
@@ -165,26 +239,47 @@ class WorkQueueMixin:
                 ],
             )
 
+    def _item_rows(self, conn: Connection, refs: Sequence[str]) -> dict[str, Any]:
+        """Work rows of live paths (locked on PostgreSQL), keyed by the ref that found them."""
+        columns = (
+            work_items.c.path_id,
+            file_paths.c.virtual_path,
+            work_items.c.status,
+            work_items.c.lease_token,
+            work_items.c.started_at,
+            work_items.c.worker_id,
+            work_items.c.attempts,
+            work_items.c.max_attempts,
+            _queue_state_of(work_items.c.path_id).label("queue"),
+        )
+        found: dict[str, Any] = {}
+        for column, wanted in (
+            (file_paths.c.virtual_path, [r for r in refs if not is_path_id(r)]),
+            (file_paths.c.path_id, [r for r in refs if is_path_id(r)]),
+        ):
+            for chunk in _chunks(sorted(set(wanted))):
+                stmt = (
+                    sa.select(*columns)
+                    .select_from(
+                        file_paths.join(work_items, work_items.c.path_id == file_paths.c.path_id)
+                    )
+                    .where(
+                        column.in_(chunk),
+                        file_paths.c.tenant_id == self.tenant_id,
+                        file_paths.c.deleted_at.is_(None),
+                    )
+                    .order_by(work_items.c.path_id)
+                    .with_for_update(of=work_items)
+                )
+                for row in conn.execute(stmt):
+                    found[
+                        row.virtual_path if column is file_paths.c.virtual_path else row.path_id
+                    ] = row
+        return found
+
     def _lock_item(self, conn: Connection, ref: str) -> Any:
         """The item's work row (locked on PostgreSQL); raises if the path has none."""
-        stmt = (
-            sa.select(
-                work_items.c.path_id,
-                file_paths.c.virtual_path,
-                work_items.c.status,
-                work_items.c.lease_token,
-                work_items.c.lease_expires_at,
-                work_items.c.started_at,
-                work_items.c.worker_id,
-                work_items.c.attempts,
-                work_items.c.max_attempts,
-                _queue_state_of(work_items.c.path_id).label("queue"),
-            )
-            .select_from(file_paths.join(work_items, work_items.c.path_id == file_paths.c.path_id))
-            .where(self._path_filter(ref))
-            .with_for_update(of=work_items)
-        )
-        row = conn.execute(stmt, self._params(ref)).first()
+        row = self._item_rows(conn, [ref]).get(ref)
         if row is None:
             exists = conn.execute(
                 sa.select(file_paths.c.path_id).where(self._path_filter(ref)), self._params(ref)
@@ -194,16 +289,36 @@ class WorkQueueMixin:
             raise WorkItemNotFoundError(ref)
         return row
 
-    def _held(self, conn: Connection, ref: str, lease_token: str) -> Any:
+    @staticmethod
+    def _check_token(lease_token: Any) -> None:
         if not isinstance(lease_token, str) or not lease_token:
             raise InvalidArgumentError("lease_token", lease_token, "must be a non-empty string")
-        try:
-            row = self._lock_item(conn, ref)
-        except WorkItemNotFoundError as exc:
-            raise LeaseLostError(ref, lease_token) from exc
-        if row.status != "in_progress" or row.lease_token != lease_token:
-            raise LeaseLostError(ref, lease_token)
-        return row
+
+    def _held(self, conn: Connection, ref: str, lease_token: str) -> Any:
+        return self._held_many(conn, [(ref, lease_token)])[0]
+
+    def _held_many(self, conn: Connection, leases: Sequence[tuple[str, str]]) -> list[Any]:
+        """The rows of items whose lease the caller holds; LeaseLostError on the first not held."""
+        for _, token in leases:
+            self._check_token(token)
+        rows = self._item_rows(conn, [ref for ref, _ in leases])
+        held = []
+        for ref, token in leases:
+            row = rows.get(ref)
+            if row is None:
+                if (
+                    conn.execute(
+                        sa.select(file_paths.c.path_id).where(self._path_filter(ref)),
+                        self._params(ref),
+                    ).first()
+                    is None
+                ):
+                    raise NexusFileNotFoundError(ref)
+                raise LeaseLostError(ref, token)
+            if row.status != "in_progress" or row.lease_token != token:
+                raise LeaseLostError(ref, token)
+            held.append(row)
+        return held
 
     @staticmethod
     def _queue_state(row: Any, **changes: Any) -> dict[str, Any]:
@@ -323,7 +438,7 @@ class WorkQueueMixin:
                 insert.on_conflict_do_nothing(index_elements=["tenant_id", "virtual_path"]),
                 [
                     {
-                        "path_id": str(uuid.uuid4()),
+                        "path_id": new_path_id(),
                         "tenant_id": self.tenant_id,
                         "virtual_path": path,
                         "size_bytes": 0,
@@ -520,6 +635,59 @@ class WorkQueueMixin:
         return None if row is None else self._item_dict(row)
 
     # ------------------------------------------------------------------ claims and leases
+    #
+    # The hot paths write work_items themselves (typed values, one UPDATE per batch) and the
+    # matching file_metadata rows, with the projection triggers switched off for their own
+    # transaction only; file_metadata stays the source of truth and the two always agree.
+
+    @contextmanager
+    def _projection_bypassed(self, conn: Connection) -> Iterator[None]:
+        if self.dialect == "postgresql":
+            conn.execute(_PG_BYPASS, {"value": "on"})
+            try:
+                yield
+            finally:
+                conn.execute(_PG_BYPASS, {"value": ""})
+        else:
+            conn.execute(_SQLITE_BYPASS_ON)
+            try:
+                yield
+            finally:
+                conn.execute(_SQLITE_BYPASS_OFF)
+
+    def _transition(self, conn: Connection, changes: list[dict[str, Any]], now: datetime) -> None:
+        """Apply status/queue-state changes: ``{"path_id", "status", "state"}`` plus, for
+        claims, ``"worker_id"`` and ``"started_at"``, and optionally ``"result"``."""
+        if not changes:
+            return
+        claims = [c for c in changes if "worker_id" in c]
+        others = [c for c in changes if "worker_id" not in c]
+        rows: list[dict[str, Any]] = []
+        status_rows: list[dict[str, Any]] = []
+        with self._projection_bypassed(conn):
+            for stmt, batch in ((_CLAIM_UPDATE, claims), (_STATE_UPDATE, others)):
+                if batch:
+                    conn.execute(stmt, [_state_columns(c) for c in batch])
+            for change in changes:
+                path_id = change["path_id"]
+                rows.append({"path_id": path_id, "key": "queue", "value": change["state"]})
+                if "worker_id" in change:
+                    rows.append(
+                        {"path_id": path_id, "key": "worker_id", "value": change["worker_id"]}
+                    )
+                    rows.append(
+                        {
+                            "path_id": path_id,
+                            "key": "started_at",
+                            "value": change["started_at"].isoformat(timespec="milliseconds"),
+                        }
+                    )
+                if change.get("result") is not None:
+                    rows.append({"path_id": path_id, "key": "result", "value": change["result"]})
+                status_rows.append({"path_id": path_id, "key": "status", "value": change["status"]})
+            # Status rows last: their trigger refreshes the blocker counts of dependents from
+            # the work_items rows written above.
+            self._write_metadata(conn, rows + status_rows, now)
 
     def claim_ready_work(
         self,
@@ -559,11 +727,11 @@ class WorkQueueMixin:
         stmt = stmt.limit(limit).with_for_update(of=view, skip_locked=True)
 
         def work(conn: Connection) -> list[dict[str, Any]]:
-            now = utcnow()
+            now = truncate_to_ms(utcnow())
             self._reclaim(conn, now)
             picked = conn.execute(stmt).all()
             expires = now + timedelta(seconds=lease)
-            rows: list[dict[str, Any]] = []
+            changes: list[dict[str, Any]] = []
             history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
             claimed = []
             for row in picked:
@@ -573,17 +741,20 @@ class WorkQueueMixin:
                 state.update(
                     attempts=attempt,
                     lease_token=token,
-                    lease_expires_at=expires.isoformat(),
+                    lease_expires_at=expires.isoformat(timespec="milliseconds"),
                     lease_seconds=lease,
                     run_after=None,
                 )
                 state.setdefault("max_attempts", DEFAULT_MAX_ATTEMPTS)
-                rows += [
-                    {"path_id": row.path_id, "key": "queue", "value": state},
-                    {"path_id": row.path_id, "key": "worker_id", "value": worker_id},
-                    {"path_id": row.path_id, "key": "started_at", "value": now.isoformat()},
-                    {"path_id": row.path_id, "key": "status", "value": "in_progress"},
-                ]
+                changes.append(
+                    {
+                        "path_id": row.path_id,
+                        "status": "in_progress",
+                        "state": state,
+                        "worker_id": worker_id,
+                        "started_at": now,
+                    }
+                )
                 wait = (now - row.created_at).total_seconds()
                 history.append(
                     (row.path_id, "claimed", worker_id, {"attempt": attempt, "wait_seconds": wait})
@@ -602,7 +773,7 @@ class WorkQueueMixin:
                         "max_attempts": state["max_attempts"],
                     }
                 )
-            self._write_metadata(conn, rows, now)
+            self._transition(conn, changes, now)
             self._record(conn, history, now)
             return claimed
 
@@ -645,13 +816,15 @@ class WorkQueueMixin:
         lease = None if lease_seconds is None else self._validate_lease(lease_seconds)
 
         def work(conn: Connection) -> datetime:
-            now = utcnow()
+            now = truncate_to_ms(utcnow())
             row = self._held(conn, ref, lease_token)
             seconds = lease or float(self._queue_state(row).get("lease_seconds") or 300)
             expires = now + timedelta(seconds=seconds)
-            state = self._queue_state(row, lease_expires_at=expires.isoformat())
-            self._write_metadata(
-                conn, [{"path_id": row.path_id, "key": "queue", "value": state}], now
+            state = self._queue_state(
+                row, lease_expires_at=expires.isoformat(timespec="milliseconds")
+            )
+            self._transition(
+                conn, [{"path_id": row.path_id, "status": "in_progress", "state": state}], now
             )
             self._record(
                 conn, [(row.path_id, "heartbeat", row.worker_id, {"lease_seconds": seconds})], now
@@ -667,7 +840,8 @@ class WorkQueueMixin:
     def complete_work_many(
         self, items: Iterable[tuple[str, str] | tuple[str, str, Any]]
     ) -> list[str]:
-        """Complete several held items in one transaction (all or nothing)."""
+        """Complete several held items in one transaction (all or nothing); returns the
+        blocked dependents promoted to ready. Durable when it returns."""
         work_list = []
         for item in items:
             path, token = item[0], item[1]
@@ -679,17 +853,21 @@ class WorkQueueMixin:
         work_list.sort(key=lambda entry: entry[0])
 
         def work(conn: Connection) -> list[str]:
-            now = utcnow()
-            rows: list[dict[str, Any]] = []
+            now = truncate_to_ms(utcnow())
+            changes: list[dict[str, Any]] = []
             history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
             done: list[tuple[str, str]] = []
-            for ref, token, result in work_list:
-                row = self._held(conn, ref, token)
+            held = self._held_many(conn, [(ref, token) for ref, token, _ in work_list])
+            for row, (_, _, result) in zip(held, work_list, strict=True):
                 state = self._queue_state(row, lease_token=None, lease_expires_at=None)
-                rows.append({"path_id": row.path_id, "key": "queue", "value": state})
-                if result is not None:
-                    rows.append({"path_id": row.path_id, "key": "result", "value": result})
-                rows.append({"path_id": row.path_id, "key": "status", "value": "completed"})
+                changes.append(
+                    {
+                        "path_id": row.path_id,
+                        "status": "completed",
+                        "state": state,
+                        "result": result,
+                    }
+                )
                 run = (now - row.started_at).total_seconds() if row.started_at else None
                 history.append(
                     (
@@ -700,7 +878,7 @@ class WorkQueueMixin:
                     )
                 )
                 done.append((row.path_id, row.virtual_path))
-            self._write_metadata(conn, rows, now)
+            self._transition(conn, changes, now)
             self._record(conn, history, now)
             return self._promote(conn, done, now)
 
@@ -709,10 +887,14 @@ class WorkQueueMixin:
     def _promote(self, conn: Connection, done: list[tuple[str, str]], now: datetime) -> list[str]:
         """Dependents with status blocked and nothing left unresolved become ready."""
         refs = [ref for pair in done for ref in pair]
-        promoted: dict[str, str] = {}
+        promoted: dict[str, tuple[str, Any]] = {}
         for chunk in _chunks(refs):
-            for path_id, path in conn.execute(
-                sa.select(work_items.c.path_id, file_paths.c.virtual_path)
+            for path_id, path, state in conn.execute(
+                sa.select(
+                    work_items.c.path_id,
+                    file_paths.c.virtual_path,
+                    _queue_state_of(work_items.c.path_id),
+                )
                 .select_from(
                     work_dependencies.join(
                         work_items, work_items.c.path_id == work_dependencies.c.path_id
@@ -723,17 +905,23 @@ class WorkQueueMixin:
                     work_items.c.status == "blocked",
                     work_items.c.unresolved_count == 0,
                 )
-                .order_by(file_paths.c.virtual_path)
             ):
-                promoted[path_id] = path
+                promoted[path_id] = (path, state)
         if promoted:
-            self._write_metadata(
+            self._transition(
                 conn,
-                [{"path_id": pid, "key": "status", "value": "ready"} for pid in promoted],
+                [
+                    {
+                        "path_id": pid,
+                        "status": "ready",
+                        "state": state if isinstance(state, dict) else {},
+                    }
+                    for pid, (_, state) in sorted(promoted.items())
+                ],
                 now,
             )
             self._record(conn, [(pid, "promoted", None, None) for pid in promoted], now)
-        return sorted(promoted.values())
+        return sorted(path for path, _ in promoted.values())
 
     def fail_work(self, path: str, lease_token: str, error: Any, *, retry: bool = True) -> str:
         """Record a failure. Retries with back-off while attempts remain, else ``failed``.
@@ -745,18 +933,18 @@ class WorkQueueMixin:
         message = str(error)[:4000]
 
         def work(conn: Connection) -> str:
-            now = utcnow()
+            now = truncate_to_ms(utcnow())
             row = self._held(conn, ref, lease_token)
             max_attempts = row.max_attempts or DEFAULT_MAX_ATTEMPTS
             if retry and row.attempts < max_attempts:
                 delay = self.retry_policy.delay(row.attempts)
-                run_after = now + timedelta(seconds=delay)
+                run_after = truncate_to_ms(now + timedelta(seconds=delay))
                 state = self._queue_state(
                     row,
                     lease_token=None,
                     lease_expires_at=None,
                     last_error=message,
-                    run_after=run_after.isoformat(),
+                    run_after=run_after.isoformat(timespec="milliseconds"),
                 )
                 new_status, event = "ready", "retried"
                 detail = {"error": message, "attempt": row.attempts, "delay_seconds": delay}
@@ -766,13 +954,8 @@ class WorkQueueMixin:
                 )
                 new_status, event = "failed", "failed"
                 detail = {"error": message, "attempt": row.attempts}
-            self._write_metadata(
-                conn,
-                [
-                    {"path_id": row.path_id, "key": "queue", "value": state},
-                    {"path_id": row.path_id, "key": "status", "value": new_status},
-                ],
-                now,
+            self._transition(
+                conn, [{"path_id": row.path_id, "status": new_status, "state": state}], now
             )
             self._record(conn, [(row.path_id, event, row.worker_id, detail)], now)
             return new_status
@@ -784,18 +967,13 @@ class WorkQueueMixin:
         ref = validate_path_or_id(path)
 
         def work(conn: Connection) -> None:
-            now = utcnow()
+            now = truncate_to_ms(utcnow())
             row = self._held(conn, ref, lease_token)
             state = self._queue_state(
                 row, lease_token=None, lease_expires_at=None, attempts=max(0, row.attempts - 1)
             )
-            self._write_metadata(
-                conn,
-                [
-                    {"path_id": row.path_id, "key": "queue", "value": state},
-                    {"path_id": row.path_id, "key": "status", "value": "ready"},
-                ],
-                now,
+            self._transition(
+                conn, [{"path_id": row.path_id, "status": "ready", "state": state}], now
             )
             self._record(conn, [(row.path_id, "released", row.worker_id, None)], now)
 
@@ -810,7 +988,7 @@ class WorkQueueMixin:
         ref = validate_path_or_id(path)
 
         def work(conn: Connection) -> None:
-            now = utcnow()
+            now = truncate_to_ms(utcnow())
             row = self._lock_item(conn, ref)
             if row.status == "completed":
                 raise WorkItemNotFoundError(ref, "is completed and cannot be cancelled")
@@ -821,13 +999,8 @@ class WorkQueueMixin:
                 last_error="cancelled",
                 cancelled=True,
             )
-            self._write_metadata(
-                conn,
-                [
-                    {"path_id": row.path_id, "key": "queue", "value": state},
-                    {"path_id": row.path_id, "key": "status", "value": "failed"},
-                ],
-                now,
+            self._transition(
+                conn, [{"path_id": row.path_id, "status": "failed", "state": state}], now
             )
             self._record(conn, [(row.path_id, "cancelled", None, {"from": row.status})], now)
 
@@ -837,41 +1010,28 @@ class WorkQueueMixin:
         """Return expired in_progress items to ready (or failed when out of attempts)."""
         total = 0
         while True:
-            count = self._write(lambda conn: self._reclaim(conn, utcnow()))
+            count = self._write(lambda conn: self._reclaim(conn, truncate_to_ms(utcnow())))
             total += count
             if count < RECLAIM_BATCH:
                 return total
 
     def _reclaim(self, conn: Connection, now: datetime) -> int:
-        expired = conn.execute(
-            sa.select(
-                work_items.c.path_id,
-                work_items.c.worker_id,
-                work_items.c.attempts,
-                work_items.c.max_attempts,
-                _queue_state_of(work_items.c.path_id).label("queue"),
-            )
-            .where(work_items.c.status == "in_progress", work_items.c.lease_expires_at < now)
-            .order_by(work_items.c.lease_expires_at)
-            .limit(RECLAIM_BATCH)
-            .with_for_update(of=work_items, skip_locked=True)
-        ).all()
-        rows: list[dict[str, Any]] = []
+        expired = conn.execute(_EXPIRED_LEASES, {"now": now}).all()
+        changes: list[dict[str, Any]] = []
         history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
         for row in expired:
             out_of_attempts = row.attempts >= (row.max_attempts or DEFAULT_MAX_ATTEMPTS)
             new_status = "failed" if out_of_attempts else "ready"
-            changes: dict[str, Any] = {"lease_token": None, "lease_expires_at": None}
+            updates: dict[str, Any] = {"lease_token": None, "lease_expires_at": None}
             if out_of_attempts:
-                changes["last_error"] = "lease expired"
-            rows += [
+                updates["last_error"] = "lease expired"
+            changes.append(
                 {
                     "path_id": row.path_id,
-                    "key": "queue",
-                    "value": self._queue_state(row, **changes),
-                },
-                {"path_id": row.path_id, "key": "status", "value": new_status},
-            ]
+                    "status": new_status,
+                    "state": self._queue_state(row, **updates),
+                }
+            )
             history.append(
                 (
                     row.path_id,
@@ -880,7 +1040,7 @@ class WorkQueueMixin:
                     {"to": new_status, "attempt": row.attempts},
                 )
             )
-        self._write_metadata(conn, rows, now)
+        self._transition(conn, changes, now)
         self._record(conn, history, now)
         return len(expired)
 
