@@ -115,14 +115,24 @@ def _sqlite_guarded(statement_where: str) -> str:
 
 
 def _sqlite_ts(expr: str) -> str:
-    return f"strftime('%Y-%m-%d %H:%M:%f', {expr})"
+    # SQLite's date functions accept impossible days such as 2026-02-30 as they are; a round
+    # trip through julianday() normalises them, so a mismatch means the date does not exist.
+    return (
+        f"CASE WHEN date(julianday(substr({expr}, 1, 10))) = substr({expr}, 1, 10)"
+        f" THEN strftime('%Y-%m-%d %H:%M:%f', {expr}) END"
+    )
 
 
 def _sqlite_meta(
-    key: str, json_type: str, owner: str, select: str = "json_extract(m.value, '$')"
+    key: str,
+    json_type: str,
+    owner: str,
+    select: str = "json_extract(m.value, '$')",
+    extra: str = "",
 ) -> str:
     return f"""(SELECT {select} FROM file_metadata m
-        WHERE m.path_id = {owner} AND m.key = '{key}' AND json_type(m.value) = '{json_type}')"""
+        WHERE m.path_id = {owner} AND m.key = '{key}' AND json_type(m.value) = '{json_type}'
+        {extra})"""
 
 
 def _sqlite_queue(field: str, json_type: str, select: str | None = None) -> str:
@@ -136,7 +146,14 @@ def _sqlite_key_columns(owner: str) -> dict[str, str]:
         WHERE m.path_id = {owner} AND m.key = 'tags' AND json_type(m.value) = 'array'
           AND NOT EXISTS (SELECT 1 FROM json_each(m.value) e WHERE e.type <> 'text'))"""
     return {
-        "priority": _sqlite_meta("priority", "integer", owner),
+        # json_type() says 'integer' for digits beyond 64 bits, which json_extract() turns
+        # into a REAL: only true 64-bit integers are priorities.
+        "priority": _sqlite_meta(
+            "priority",
+            "integer",
+            owner,
+            extra="AND typeof(json_extract(m.value, '$')) = 'integer'",
+        ),
         "tags": tags,
         "worker_id": _sqlite_meta("worker_id", "text", owner),
         "started_at": _sqlite_meta(
@@ -333,7 +350,8 @@ SQLITE_INDEXES = [
     """CREATE INDEX ix_work_items_priority ON work_items
        (priority IS NULL, priority, created_at, path_id)""",
     # Covering index for the per-status counts.
-    "CREATE INDEX ix_work_items_counts ON work_items (status, unresolved_count, run_after)",
+    "CREATE INDEX ix_work_items_counts ON work_items"
+    " (tenant_id, status, unresolved_count, run_after)",
     """CREATE INDEX ix_work_items_lease ON work_items (lease_expires_at)
        WHERE status = 'in_progress'""",
 ]
@@ -348,7 +366,9 @@ def _pg_key_columns(owner: str) -> dict[str, str]:
     return {
         "priority": f"""(SELECT (m.value #>> '{{}}')::bigint FROM file_metadata m
               WHERE m.path_id = {owner} AND m.key = 'priority'
-                AND jsonb_typeof(m.value) = 'number' AND (m.value #>> '{{}}') ~ '^-?\\d{{1,18}}$')""",
+                AND jsonb_typeof(m.value) = 'number' AND (m.value #>> '{{}}') ~ '^-?\\d{{1,19}}$'
+                AND (m.value #>> '{{}}')::numeric
+                    BETWEEN -9223372036854775808 AND 9223372036854775807)""",
         "tags": f"""(SELECT m.value FROM file_metadata m
               WHERE m.path_id = {owner} AND m.key = 'tags' AND jsonb_typeof(m.value) = 'array'
                 AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(m.value) e
@@ -378,15 +398,31 @@ _PG_ONE = _pg_key_columns("p_path_id")
 PG_FUNCTIONS = [
     r"""CREATE FUNCTION nexus_parse_ts(s text) RETURNS timestamptz
     LANGUAGE plpgsql STABLE AS $$
+    DECLARE
+        y integer;
+        m integer;
+        d integer;
+        parsed timestamptz;
     BEGIN
-        IF s IS NULL OR s !~ '^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$' THEN
+        -- Exactly the forms SQLite's date functions read, so both databases project alike;
+        -- anything else (and impossible dates) is NULL rather than an error in a trigger.
+        IF s IS NULL OR s !~ '^\d{4}-\d{2}-\d{2}([ T]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$' THEN
             RETURN NULL;
         END IF;
-        IF s ~ '[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$' THEN
-            RETURN s::timestamptz;
+        y := substr(s, 1, 4)::integer;
+        m := substr(s, 6, 2)::integer;
+        d := substr(s, 9, 2)::integer;
+        IF y < 1 OR m < 1 OR m > 12 OR d < 1
+           OR d > extract(day FROM make_date(y, m, 1) + interval '1 month - 1 day') THEN
+            RETURN NULL;
         END IF;
-        -- Naive timestamps are UTC, as on SQLite.
-        RETURN s::timestamp AT TIME ZONE 'UTC';
+        IF s ~ '(Z|[+-]\d{2}:\d{2})$' THEN
+            parsed := s::timestamptz;
+        ELSE
+            -- Naive timestamps are UTC, as on SQLite.
+            parsed := s::timestamp AT TIME ZONE 'UTC';
+        END IF;
+        RETURN date_trunc('milliseconds', parsed);
     END $$""",
     """CREATE FUNCTION nexus_unresolved_count(p_path_id text) RETURNS integer
     LANGUAGE sql STABLE AS $$
@@ -609,7 +645,8 @@ PG_INDEXES = [
        (started_at DESC NULLS LAST, path_id) WHERE status = 'in_progress'""",
     """CREATE INDEX ix_work_items_priority ON work_items
        (priority ASC NULLS LAST, created_at, path_id)""",
-    "CREATE INDEX ix_work_items_counts ON work_items (status, unresolved_count, run_after)",
+    "CREATE INDEX ix_work_items_counts ON work_items"
+    " (tenant_id, status, unresolved_count, run_after)",
     """CREATE INDEX ix_work_items_lease ON work_items (lease_expires_at)
        WHERE status = 'in_progress'""",
 ]

@@ -185,7 +185,8 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             work_by_priority,
             in_progress_work,
         ):
-            base = sa.select(view)
+            # The views span tenants (as seen from a SQL shell); the store shows its own.
+            base = sa.select(view).where(view.c.tenant_id == sa.bindparam("tenant"))
             self._view_stmts[(view.name, False)] = base
             self._view_stmts[(view.name, True)] = base.limit(
                 sa.bindparam("limit", type_=sa.Integer)
@@ -529,7 +530,10 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
         limit = validate_limit(limit)
         stmt = self._view_stmts[(name, limit is not None)]
         with self._reading() as conn:
-            result = conn.execute(stmt, {"limit": limit} if limit is not None else {})
+            params: dict[str, Any] = {"tenant": self.tenant_id}
+            if limit is not None:
+                params["limit"] = limit
+            result = conn.execute(stmt, params)
             return [dict(row) for row in result.mappings()]
 
     def get_ready_work(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:

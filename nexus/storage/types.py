@@ -62,7 +62,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if cached is not None and cached[0] is value and cached[1] == dialect.name:
             return cached[2]  # a batch binds the same 'now' to every row
         moment = parse_timestamp(value) if isinstance(value, str) else to_utc(value)
-        bound = sqlite_timestamp(moment) if dialect.name == "sqlite" else moment
+        # Milliseconds on both databases, so values and orderings agree between them.
+        bound = sqlite_timestamp(moment) if dialect.name == "sqlite" else truncate_to_ms(moment)
         self._last = (value, dialect.name, bound)
         return bound
 

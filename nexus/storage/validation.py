@@ -9,13 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from nexus.errors import InvalidArgumentError, InvalidMetadataError, InvalidPathError
-from nexus.storage.types import parse_timestamp, to_utc
+from nexus.storage.types import parse_timestamp, to_utc, truncate_to_ms
 
 STATUSES = ("ready", "pending", "blocked", "in_progress", "completed", "failed")
 MAX_PATH_LENGTH = 4096
 MAX_KEY_LENGTH = 255
 _PATH_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 controls, DEL and the C1 controls (Unicode category Cc).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def is_path_id(value: str) -> bool:
@@ -118,17 +119,22 @@ def dependency_refs(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(dict.fromkeys(value))
 
 
+def canonical_timestamp(moment: datetime) -> str:
+    """UTC ISO-8601 with milliseconds: the form both databases' projections read."""
+    return truncate_to_ms(to_utc(moment)).isoformat(timespec="milliseconds")
+
+
 def validate_timestamp(key: str, value: Any) -> str | None:
+    """A datetime or ISO-8601 text, stored canonically (UTC, milliseconds); naive means UTC."""
     if value is None:
         return None
     if isinstance(value, datetime):
-        return to_utc(value).isoformat()
+        return canonical_timestamp(value)
     if isinstance(value, str):
         try:
-            parse_timestamp(value)
+            return canonical_timestamp(parse_timestamp(value))
         except ValueError as exc:
             raise InvalidMetadataError(key, value, "must be an ISO-8601 timestamp") from exc
-        return value
     raise InvalidMetadataError(key, value, "must be an ISO-8601 string or a datetime")
 
 

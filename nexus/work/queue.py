@@ -175,6 +175,7 @@ _EXPIRED_LEASES = (
     .where(
         work_items.c.status == "in_progress",
         work_items.c.lease_expires_at < sa.bindparam("now", type_=UTCDateTime()),
+        work_items.c.tenant_id == sa.bindparam("tenant"),
     )
     .order_by(work_items.c.lease_expires_at)
     .limit(RECLAIM_BATCH)
@@ -719,7 +720,7 @@ class WorkQueueMixin:
             view.c.priority,
             view.c.created_at,
             _queue_state_of(view.c.path_id).label("queue"),
-        )
+        ).where(view.c.tenant_id == self.tenant_id)
         if prefix is not None:
             stmt = stmt.where(sa.func.substr(view.c.virtual_path, 1, len(prefix)) == prefix)
         if wanted_tags:
@@ -1016,7 +1017,7 @@ class WorkQueueMixin:
                 return total
 
     def _reclaim(self, conn: Connection, now: datetime) -> int:
-        expired = conn.execute(_EXPIRED_LEASES, {"now": now}).all()
+        expired = conn.execute(_EXPIRED_LEASES, {"now": now, "tenant": self.tenant_id}).all()
         changes: list[dict[str, Any]] = []
         history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
         for row in expired:
@@ -1151,19 +1152,25 @@ class WorkQueueMixin:
             work_items.c.unresolved_count == 0,
             sa.or_(work_items.c.run_after.is_(None), work_items.c.run_after <= sa.bindparam("now")),
         )
-        stmt = sa.select(
-            work_items.c.status,
-            sa.func.count().label("total"),
-            sa.func.sum(sa.case((ready_now, 1), else_=0)).label("ready_now"),
-            sa.func.sum(sa.case((work_items.c.unresolved_count > 0, 1), else_=0)).label("blocked"),
-        ).group_by(work_items.c.status)
+        stmt = (
+            sa.select(
+                work_items.c.status,
+                sa.func.count().label("total"),
+                sa.func.sum(sa.case((ready_now, 1), else_=0)).label("ready_now"),
+                sa.func.sum(sa.case((work_items.c.unresolved_count > 0, 1), else_=0)).label(
+                    "blocked"
+                ),
+            )
+            .where(work_items.c.tenant_id == sa.bindparam("tenant"))
+            .group_by(work_items.c.status)
+        )
         by_status = {
             status: 0
             for status in ("ready", "pending", "blocked", "in_progress", "completed", "failed")
         }
         ready = blocked = 0
         with self._reading() as conn:
-            for row in conn.execute(stmt, {"now": utcnow()}):
+            for row in conn.execute(stmt, {"now": utcnow(), "tenant": self.tenant_id}):
                 by_status[row.status] = int(row.total)
                 if row.status == "ready":
                     ready = int(row.ready_now or 0)
