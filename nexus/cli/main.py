@@ -6,6 +6,8 @@ The CLI sits on top: it imports ``nexus.storage`` and ``nexus.work``, never the 
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,6 +20,8 @@ from nexus.errors import NexusError
 from nexus.storage import migrate
 from nexus.storage.engine import create_engine, resolve_database_url
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
+from nexus.storage.validation import STATUSES
+from nexus.work import Worker
 
 VIEW_GETTERS = {
     "ready": ("ready_work_items", "get_ready_work"),
@@ -181,6 +185,174 @@ def show(db: str | None, view: str | None, limit: int) -> None:
             return
         name, getter = VIEW_GETTERS[view]
         render_rows(console, name, VIEW_COLUMNS[name], getattr(store, getter)(limit=limit))
+
+
+@cli.command()
+@db_option
+@click.argument("path")
+@click.option("--priority", type=int, default=None, help="Lower runs first.")
+@click.option("--depends-on", "depends_on", multiple=True, help="A path or path_id (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option("--status", type=click.Choice(STATUSES), default="ready", show_default=True)
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
+def enqueue(
+    db: str | None,
+    path: str,
+    priority: int | None,
+    depends_on: tuple[str, ...],
+    tags: tuple[str, ...],
+    status: str,
+    max_attempts: int,
+) -> None:
+    """Make PATH a work item (creating the path if needed)."""
+    with _open_store(db) as store:
+        item = store.enqueue(
+            path,
+            priority=priority,
+            depends_on=list(depends_on) or None,
+            tags=list(tags) or None,
+            status=status,
+            max_attempts=max_attempts,
+        )
+    click.echo(f"{item['virtual_path']} {item['status']} blockers={item['blocker_count']}")
+
+
+def print_stats(console: Console, store: SQLAlchemyMetadataStore) -> None:
+    stats = store.work_stats()
+    table = Table(title="work_stats", title_justify="left")
+    for name in ("ready", "pending", "blocked", "in_progress"):
+        table.add_column(name, justify="right")
+    table.add_row(*(str(stats[name]) for name in ("ready", "pending", "blocked", "in_progress")))
+    console.print(table)
+    by_status = Table(title="by status", title_justify="left")
+    for name in STATUSES:
+        by_status.add_column(name, justify="right")
+    by_status.add_row(*(str(stats["by_status"][name]) for name in STATUSES))
+    console.print(by_status)
+
+
+@cli.command()
+@db_option
+def stats(db: str | None) -> None:
+    """Counts of the work views and of each status (cheap: no lists are fetched)."""
+    with _open_store(db) as store:
+        print_stats(Console(), store)
+
+
+@cli.command()
+@db_option
+@click.argument("path")
+def history(db: str | None, path: str) -> None:
+    """Every recorded transition of the work item at PATH."""
+    with _open_store(db) as store:
+        render_rows(
+            Console(),
+            f"history of {path}",
+            ["at", "event", "worker_id", "detail"],
+            store.get_work_history(path),
+        )
+
+
+@cli.command()
+@db_option
+@click.argument("path")
+def explain(db: str | None, path: str) -> None:
+    """Why PATH is blocked: its chain of unresolved dependencies."""
+    with _open_store(db) as store:
+        chain = store.explain_blocked(path)
+    if not chain:
+        click.echo(f"{path} has no unresolved dependencies")
+        return
+    render_rows(
+        Console(), f"blockers of {path}", ["depth", "path", "status", "why", "blocks"], chain
+    )
+
+
+@cli.command()
+@db_option
+def reclaim(db: str | None) -> None:
+    """Return items whose lease expired to ready (or failed when out of attempts)."""
+    with _open_store(db) as store:
+        click.echo(f"reclaimed {store.reclaim_expired_leases()}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@db_option
+@click.option("--worker-id", default=None, help="Default: host-pid-random.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--lease-seconds", type=click.FloatRange(min=0.1), default=300, show_default=True)
+@click.option("--tag", "tags", multiple=True, help="Only items with one of these tags.")
+@click.option("--prefix", "path_prefix", default=None, help="Only paths under this prefix.")
+@click.option("--until-idle", is_flag=True, help="Stop when no work is ready.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def worker(
+    db: str | None,
+    worker_id: str | None,
+    concurrency: int,
+    lease_seconds: float,
+    tags: tuple[str, ...],
+    path_prefix: str | None,
+    until_idle: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND once per claimed item (NEXUS_PATH and NEXUS_PATH_ID in its environment).
+
+    Exit code 0 completes the item; anything else fails it (retried with back-off until
+    max_attempts). SIGTERM/SIGINT finish the running items, then stop.
+    """
+
+    def run_command(item: dict[str, Any]) -> dict[str, Any]:
+        env = {**os.environ, "NEXUS_PATH": item["virtual_path"], "NEXUS_PATH_ID": item["path_id"]}
+        done = subprocess.run(list(command), env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip()[-500:]
+            raise RuntimeError(f"exit code {done.returncode}: {tail}")
+        return {"exit_code": 0}
+
+    with _open_store(db) as store:
+        stats = Worker(
+            store,
+            run_command,
+            worker_id=worker_id,
+            concurrency=concurrency,
+            lease_seconds=lease_seconds,
+            tags=list(tags) or None,
+            path_prefix=path_prefix,
+        ).run(stop_when_idle=until_idle)
+    click.echo(f"completed {stats.completed} failed {stats.failed} lost {stats.lost}")
+
+
+@cli.command()
+@db_option
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True)
+@click.option("--once", is_flag=True, help="Print one frame and exit.")
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
+def dashboard(db: str | None, interval: float, once: bool, limit: int) -> None:
+    """Live counts, the next ready items and what is in progress (Ctrl-C to leave)."""
+    console = Console()
+    with _open_store(db) as store:
+        while True:
+            if not once:
+                console.clear()
+            print_stats(console, store)
+            render_rows(
+                console,
+                "next ready",
+                VIEW_COLUMNS["ready_work_items"],
+                store.get_ready_work(limit=limit),
+            )
+            render_rows(
+                console,
+                "in progress",
+                VIEW_COLUMNS["in_progress_work"],
+                store.get_in_progress_work(limit=limit),
+            )
+            if once:
+                return
+            try:
+                time.sleep(interval)
+            except KeyboardInterrupt:
+                return
 
 
 if __name__ == "__main__":  # pragma: no cover
