@@ -11,6 +11,7 @@ Two ways in:
 from __future__ import annotations
 
 import os
+from logging.config import fileConfig
 
 from alembic import context
 
@@ -36,6 +37,8 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
+    if config.config_file_name is not None:
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
     x_args = context.get_x_argument(as_dictionary=True)
     url = resolve_database_url(
         x_args.get("db_url") or os.environ.get("NEXUS_DATABASE_URL") or DEFAULT_ALEMBIC_DB

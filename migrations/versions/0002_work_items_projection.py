@@ -406,7 +406,7 @@ PG_FUNCTIONS = [
     BEGIN
         -- Exactly the forms SQLite's date functions read, so both databases project alike;
         -- anything else (and impossible dates) is NULL rather than an error in a trigger.
-        IF s IS NULL OR s !~ '^\d{4}-\d{2}-\d{2}([ T]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$' THEN
+        IF s IS NULL OR s !~ '^\d{4}-\d{2}-\d{2}([ T]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$' THEN
             RETURN NULL;
         END IF;
         y := substr(s, 1, 4)::integer;
@@ -416,7 +416,7 @@ PG_FUNCTIONS = [
            OR d > extract(day FROM make_date(y, m, 1) + interval '1 month - 1 day') THEN
             RETURN NULL;
         END IF;
-        IF s ~ '(Z|[+-]\d{2}:\d{2})$' THEN
+        IF s ~ '([Zz]|[+-]\d{2}:\d{2})$' THEN
             parsed := s::timestamptz;
         ELSE
             -- Naive timestamps are UTC, as on SQLite.
@@ -497,9 +497,12 @@ PG_FUNCTIONS = [
     BEGIN
         PERFORM nexus_lock_refs(p_refs);
         -- A new statement, so a fresh snapshot: it sees edges committed while we waited.
+        -- Rows whose path is being deleted in the same statement are skipped: their
+        -- work_items row goes with it.
         UPDATE work_items w SET unresolved_count = nexus_unresolved_count(w.path_id)
         WHERE w.path_id IN (SELECT d.path_id FROM work_dependencies d
-                            WHERE d.depends_on_ref = ANY (p_refs));
+                            WHERE d.depends_on_ref = ANY (p_refs))
+          AND EXISTS (SELECT 1 FROM file_paths p WHERE p.path_id = w.path_id);
     END $$""",
     """CREATE FUNCTION nexus_rebuild_dependencies(p_path_id text) RETURNS void
     LANGUAGE plpgsql VOLATILE AS $$

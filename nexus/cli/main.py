@@ -112,35 +112,49 @@ def demo(data_dir: str, db: str | None) -> None:
         config["database_url"] = db
     with connect(config) as nx:
         store = nx.metadata
-        graph: list[tuple[str, str, int | None, list[str], list[str]]] = [
-            ("/demo/extract.json", "ready", 1, [], ["etl"]),
-            ("/demo/clean.json", "blocked", 2, ["/demo/extract.json"], ["etl"]),
-            ("/demo/train.json", "blocked", 3, ["/demo/clean.json"], ["ml"]),
-            ("/demo/report.json", "pending", None, ["/demo/train.json", "/demo/clean.json"], []),
-            ("/demo/thumbnails.json", "ready", 5, [], ["media"]),
-            ("/demo/index.json", "in_progress", 4, [], ["search"]),
-            ("/demo/archive.json", "completed", 9, [], []),
+        graph: list[dict[str, Any]] = [
+            {"path": "/demo/extract.json", "priority": 1, "tags": ["etl"]},
+            {
+                "path": "/demo/clean.json",
+                "priority": 2,
+                "tags": ["etl"],
+                "depends_on": "/demo/extract.json",
+                "status": "blocked",
+            },
+            {
+                "path": "/demo/train.json",
+                "priority": 3,
+                "tags": ["ml"],
+                "depends_on": "/demo/clean.json",
+            },
+            {
+                "path": "/demo/report.json",
+                "status": "pending",
+                "depends_on": ["/demo/train.json", "/demo/clean.json"],
+            },
+            {"path": "/demo/thumbnails.json", "priority": 5, "tags": ["media"]},
+            {"path": "/demo/index.json", "priority": 4, "tags": ["search"]},
         ]
-        for path, status, priority, deps, tags in graph:
-            nx.write(path, f'{{"task": "{path}"}}'.encode())
-            store.set_file_metadata(path, "status", status)
-            store.set_file_metadata(path, "priority", priority)
-            store.set_file_metadata(path, "tags", tags)
-            store.set_file_metadata(path, "depends_on", deps or None)
-        store.set_file_metadata("/demo/index.json", "worker_id", "worker-1")
-        store.set_file_metadata("/demo/index.json", "started_at", "2026-01-01T12:00:00+00:00")
+        for spec in graph:
+            nx.write(spec["path"], f'{{"task": "{spec["path"]}"}}'.encode())
+        store.enqueue_many(graph)
+        # Put one item in progress, as a worker would.
+        store.claim_ready_work("worker-1", path_prefix="/demo/index.json")
         console.print(f"[bold]nexus demo[/bold] database: {store.url}")
         print_views(console, store)
         console.print(
-            "Completing /demo/extract.json resolves the only dependency of /demo/clean.json:"
+            "\nA worker claims /demo/extract.json and completes it; its blocked dependent "
+            "/demo/clean.json is promoted to ready in the same transaction:"
         )
-        store.set_file_metadata("/demo/extract.json", "status", "completed")
-        render_rows(
-            console,
-            "blocked_work_items",
-            VIEW_COLUMNS["blocked_work_items"],
-            store.get_blocked_work(),
-        )
+        claimed = store.claim_ready_work("worker-2", path_prefix="/demo/extract.json")
+        if not claimed:
+            console.print("(already done by an earlier run of the demo in this data dir)")
+        for item in claimed:
+            promoted = store.complete_work(item["virtual_path"], item["lease_token"])
+            console.print(f"promoted: {', '.join(promoted) or '(none)'}")
+        for view in ("ready_work_items", "blocked_work_items"):
+            getter = dict(VIEW_GETTERS.values())[view]
+            render_rows(console, view, VIEW_COLUMNS[view], getattr(store, getter)())
 
 
 @cli.command()

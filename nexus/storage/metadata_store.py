@@ -286,45 +286,75 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
         return self._write(work)
 
     def put_many(self, paths: Iterable[str | Mapping[str, Any]]) -> int:
-        """Create many paths in one transaction; returns how many were new.
+        """Create many paths in one transaction; returns how many were created.
 
         Items are paths, or mappings with ``path`` and optional ``size``, ``content_hash``,
-        ``file_type``. Existing live paths are left as they are. All are validated first.
+        ``file_type``. Existing live paths are left as they are; soft-deleted ones come back
+        as new, empty files (as with :meth:`put`). Everything is validated first.
         """
-        now = utcnow()
-        rows = []
-        for item in paths:
-            spec = {"path": item} if isinstance(item, str) else dict(item)
-            unknown = set(spec) - {"path", "size", "content_hash", "file_type"}
-            if unknown:
-                raise InvalidArgumentError("item", item, f"unknown keys {sorted(unknown)}")
-            rows.append(
-                {
-                    "path_id": new_path_id(),
-                    "tenant_id": self.tenant_id,
-                    "virtual_path": validate_path(spec.get("path")),
-                    "size_bytes": validate_positive_int(
-                        "size", spec.get("size", 0), allow_zero=True
-                    ),
-                    "content_hash": spec.get("content_hash"),
-                    "file_type": spec.get("file_type"),
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+        rows = [self._new_path_row(item) for item in paths]
+        if not rows:
+            return 0
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        stmt = insert(file_paths).on_conflict_do_nothing(
-            index_elements=["tenant_id", "virtual_path"]
+        stmt = (
+            insert(file_paths)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "virtual_path"])
+            .returning(file_paths.c.path_id)
         )
 
         def work(conn: Connection) -> int:
             created = 0
             for start in range(0, len(rows), CHUNK * 10):
-                result = conn.execute(stmt, rows[start : start + CHUNK * 10])
-                created += max(result.rowcount, 0)
-            return created
+                created += len(conn.execute(stmt, rows[start : start + CHUNK * 10]).all())
+            return created + self._revive_deleted(conn, [row["virtual_path"] for row in rows])
 
-        return self._write(work) if rows else 0
+        return self._write(work)
+
+    def _new_path_row(self, item: str | Mapping[str, Any]) -> dict[str, Any]:
+        spec = {"path": item} if isinstance(item, str) else dict(item)
+        unknown = set(spec) - {"path", "size", "content_hash", "file_type"}
+        if unknown:
+            raise InvalidArgumentError("item", item, f"unknown keys {sorted(unknown)}")
+        for name in ("content_hash", "file_type"):
+            if spec.get(name) is not None and not isinstance(spec[name], str):
+                raise InvalidArgumentError(name, spec[name], "must be a string or None")
+        now = utcnow()
+        return {
+            "path_id": new_path_id(),
+            "tenant_id": self.tenant_id,
+            "virtual_path": validate_path(spec.get("path")),
+            "size_bytes": validate_positive_int("size", spec.get("size", 0), allow_zero=True),
+            "content_hash": spec.get("content_hash"),
+            "file_type": spec.get("file_type"),
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def _revive_deleted(self, conn: Connection, paths: builtins.list[str]) -> int:
+        """Bring soft-deleted paths back as new, empty files; returns how many."""
+        revived: builtins.list[str] = []
+        for start in range(0, len(paths), CHUNK):
+            revived += (
+                conn.execute(
+                    sa.select(file_paths.c.path_id).where(
+                        file_paths.c.tenant_id == self.tenant_id,
+                        file_paths.c.virtual_path.in_(paths[start : start + CHUNK]),
+                        file_paths.c.deleted_at.is_not(None),
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        now = utcnow()
+        for start in range(0, len(revived), CHUNK):
+            chunk = revived[start : start + CHUNK]
+            conn.execute(sa.delete(file_metadata).where(file_metadata.c.path_id.in_(chunk)))
+            conn.execute(
+                sa.update(file_paths)
+                .where(file_paths.c.path_id.in_(chunk))
+                .values(deleted_at=None, created_at=now, updated_at=now)
+            )
+        return len(revived)
 
     def set_file_metadata_many(self, rows: Iterable[tuple[str, str, Any]]) -> int:
         """Set many ``(path, key, value)`` in one transaction, validated like the single call.
@@ -354,7 +384,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             for start in range(0, len(values), CHUNK * 10):
                 conn.execute(self._upsert_metadata_stmt, values[start : start + CHUNK * 10])
             for ref, value in dependencies:
-                self._check_no_cycle(conn, ref, ids[ref], dependency_refs(value))
+                self._check_no_cycle(conn, ref, ids[ref], dependency_refs(value), value)
             return len(values)
 
         return self._write(work)
@@ -447,7 +477,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             path_id = self._require_path_id(conn, ref)
             if key == "depends_on":
                 self._lock_dependency_writes(conn)
-                self._check_no_cycle(conn, ref, path_id, dependency_refs(value))
+                self._check_no_cycle(conn, ref, path_id, dependency_refs(value), value)
             conn.execute(
                 self._upsert_metadata_stmt, {"path_id": path_id, "key": key, "value": value}
             )
@@ -514,7 +544,12 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(*DEPENDENCY_WRITE_LOCK)))
 
     def _check_no_cycle(
-        self, conn: Connection, ref: str, path_id: str, refs: builtins.list[str]
+        self,
+        conn: Connection,
+        ref: str,
+        path_id: str,
+        refs: builtins.list[str],
+        value: Any = None,
     ) -> None:
         if not refs:
             return
@@ -522,7 +557,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             _CYCLE_CHECK, {"refs": refs, "tenant": self.tenant_id, "self": path_id}
         ).first()
         if found is not None:
-            raise DependencyCycleError(ref, refs if len(refs) > 1 else refs[0])
+            raise DependencyCycleError(ref, value if value is not None else refs)
 
     # ------------------------------------------------------------------ work views
 

@@ -205,6 +205,8 @@ class WorkQueueMixin:
 
         def _lock_dependency_writes(self, conn: Connection) -> None: ...
 
+        def _revive_deleted(self, conn: Connection, paths: list[str]) -> int: ...
+
         def _check_no_cycle(
             self, conn: Connection, ref: str, path_id: str, refs: list[str]
         ) -> None: ...
@@ -449,27 +451,16 @@ class WorkQueueMixin:
                     for path in paths
                 ],
             )
+        self._revive_deleted(conn, paths)
         found: dict[str, str] = {}
-        deleted: list[str] = []
         for chunk in _chunks(paths):
-            for path_id, path, deleted_at in conn.execute(
-                sa.select(
-                    file_paths.c.path_id, file_paths.c.virtual_path, file_paths.c.deleted_at
-                ).where(
+            for path_id, path in conn.execute(
+                sa.select(file_paths.c.path_id, file_paths.c.virtual_path).where(
                     file_paths.c.tenant_id == self.tenant_id,
                     file_paths.c.virtual_path.in_(chunk),
                 )
             ):
                 found[path] = path_id
-                if deleted_at is not None:
-                    deleted.append(path_id)
-        for chunk in _chunks(deleted):
-            conn.execute(sa.delete(file_metadata).where(file_metadata.c.path_id.in_(chunk)))
-            conn.execute(
-                sa.update(file_paths)
-                .where(file_paths.c.path_id.in_(chunk))
-                .values(deleted_at=None, created_at=now, updated_at=now)
-            )
         return found
 
     def _paths_with_status(self, conn: Connection, path_ids: list[str]) -> set[str]:
