@@ -97,18 +97,23 @@ def pg_migrated_url(pg_server: PostgresServer) -> str:
 
 
 def _truncate_postgres(url: str) -> None:
+    """Empty every table. DELETE with triggers and foreign keys off (replica role) is much
+    faster than TRUNCATE on tiny tables and needs no exclusive lock."""
     engine = create_engine(url)
     with engine.begin() as conn:
-        tables = conn.execute(
-            sa.text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                " AND tablename <> 'alembic_version'"
+        tables = (
+            conn.execute(
+                sa.text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                    " AND tablename <> 'alembic_version'"
+                )
             )
-        ).scalars().all()
-        if tables:
-            conn.exec_driver_sql(
-                "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
-            )
+            .scalars()
+            .all()
+        )
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        for table in tables:
+            conn.exec_driver_sql(f'DELETE FROM "{table}"')
     engine.dispose()
 
 
@@ -166,3 +171,37 @@ def raw_engine(db_url: str) -> Iterator[sa.Engine]:
     engine = sa.create_engine(db_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def add_item(store: SQLAlchemyMetadataStore) -> Callable[..., str]:
+    """``add_item(path, status=None, **metadata) -> path_id``: put a path on ``store`` and set
+    its work metadata (status first, then the other keys in the order given)."""
+
+    def add(path: str, status: str | None = None, **meta: object) -> str:
+        record = store.put(path)
+        if status is not None:
+            store.set_file_metadata(path, "status", status)
+        for key, value in meta.items():
+            store.set_file_metadata(path, key, value)
+        return record.path_id
+
+    return add
+
+
+@pytest.fixture
+def store_pair(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[SQLAlchemyMetadataStore, SQLAlchemyMetadataStore]]:
+    """``(sqlite_store, postgres_store)``: the same empty schema on both databases at once, for
+    tests that compare their results directly (not parametrized; skips without PostgreSQL)."""
+    template: Path = request.getfixturevalue("sqlite_template")
+    target = tmp_path / "pair.db"
+    shutil.copyfile(template, target)
+    pg_url: str = request.getfixturevalue("pg_migrated_url")
+    _truncate_postgres(pg_url)
+    with (
+        SQLAlchemyMetadataStore(resolve_database_url(target)) as lite,
+        SQLAlchemyMetadataStore(pg_url) as pg,
+    ):
+        yield lite, pg

@@ -60,9 +60,14 @@ def validate_limit(limit: Any) -> int | None:
 
 
 def validate_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+    """A positive (or non-negative) int that fits a 64-bit column on both databases."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (0 if allow_zero else 1) <= value < 2**63
+    ):
         bound = "non-negative" if allow_zero else "positive"
-        raise InvalidArgumentError(name, value, f"must be a {bound} int")
+        raise InvalidArgumentError(name, value, f"must be a {bound} 64-bit int")
     return value
 
 
@@ -129,11 +134,14 @@ def validate_timestamp(key: str, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return canonical_timestamp(value)
+        try:
+            return canonical_timestamp(value)
+        except OverflowError as exc:
+            raise InvalidMetadataError(key, value, "is out of range in UTC") from exc
     if isinstance(value, str):
         try:
             return canonical_timestamp(parse_timestamp(value))
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise InvalidMetadataError(key, value, "must be an ISO-8601 timestamp") from exc
     raise InvalidMetadataError(key, value, "must be an ISO-8601 string or a datetime")
 
@@ -152,9 +160,22 @@ def _check_json(key: str, value: Any) -> Any:
     return value
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def validate_metadata(key: Any, value: Any) -> Any:
     """Check a key/value pair; returns the value to store (datetimes become ISO text)."""
     key = validate_key(key)
+    if _has_nul(value):
+        # PostgreSQL's jsonb cannot hold U+0000; refuse it on both databases alike.
+        raise InvalidMetadataError(key, value, "contains a NUL character")
     if key == "status":
         return validate_status(value)
     if key == "priority":

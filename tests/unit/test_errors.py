@@ -1,0 +1,113 @@
+"""The exception tree: every nexus error is a NexusError, input errors are also the builtin
+callers already catch (ValueError, FileNotFoundError, LookupError), and each carries the
+offending value both as an attribute and in its message."""
+
+from __future__ import annotations
+
+import pytest
+
+import nexus
+from nexus.errors import (
+    DependencyCycleError,
+    InvalidArgumentError,
+    InvalidMetadataError,
+    InvalidPathError,
+    LeaseLostError,
+    MigrationError,
+    NexusConfigError,
+    NexusDatabaseError,
+    NexusError,
+    NexusFileNotFoundError,
+    WorkItemNotFoundError,
+)
+
+
+@pytest.mark.parametrize(
+    ("cls", "builtin"),
+    [
+        (NexusConfigError, ValueError),
+        (InvalidArgumentError, ValueError),
+        (InvalidPathError, ValueError),
+        (InvalidMetadataError, ValueError),
+        (DependencyCycleError, ValueError),
+        (NexusFileNotFoundError, FileNotFoundError),
+        (WorkItemNotFoundError, LookupError),
+        (NexusDatabaseError, NexusError),
+        (MigrationError, NexusDatabaseError),
+        (LeaseLostError, NexusError),
+    ],
+)
+def test_error_classes_subclass_nexus_error_and_the_natural_builtin(
+    cls: type[Exception], builtin: type[Exception]
+) -> None:
+    assert issubclass(cls, NexusError)
+    assert issubclass(cls, builtin)
+
+
+def test_every_error_is_exported_from_the_package() -> None:
+    for cls in (
+        NexusError,
+        NexusConfigError,
+        InvalidArgumentError,
+        InvalidPathError,
+        InvalidMetadataError,
+        DependencyCycleError,
+        NexusFileNotFoundError,
+        NexusDatabaseError,
+        MigrationError,
+        WorkItemNotFoundError,
+        LeaseLostError,
+    ):
+        assert getattr(nexus, cls.__name__) is cls
+
+
+def test_invalid_path_error_carries_the_path() -> None:
+    error = InvalidPathError("/a/../b", "contains a '..' segment")
+    assert error.path == "/a/../b"
+    assert "'/a/../b'" in str(error)
+    assert "'..'" in str(error)
+
+
+def test_invalid_metadata_error_carries_key_and_value() -> None:
+    error = InvalidMetadataError("priority", "high", "must be an int or None")
+    assert (error.key, error.value) == ("priority", "high")
+    assert "'priority'" in str(error)
+    assert "'high'" in str(error)
+
+
+def test_invalid_argument_error_carries_name_and_value() -> None:
+    error = InvalidArgumentError("limit", -1, "must be None or a non-negative int")
+    assert (error.name, error.value) == ("limit", -1)
+    assert "-1" in str(error)
+    assert "limit" in str(error)
+
+
+def test_dependency_cycle_error_names_the_path_and_the_dependency() -> None:
+    error = DependencyCycleError("/a", "/b")
+    assert error.path == "/a"
+    assert (error.key, error.value) == ("depends_on", "/b")
+    assert "/a" in str(error)
+    assert "'/b'" in str(error)
+    assert isinstance(error, InvalidMetadataError)
+
+
+def test_file_not_found_error_carries_the_path() -> None:
+    error = NexusFileNotFoundError("/missing.json")
+    assert error.path == "/missing.json"
+    assert "'/missing.json'" in str(error)
+    with pytest.raises(FileNotFoundError):
+        raise error
+
+
+def test_config_error_carries_the_value() -> None:
+    error = NexusConfigError("unsupported database", value="mysql://x")
+    assert error.value == "mysql://x"
+    with pytest.raises(ValueError):
+        raise error
+
+
+def test_catching_the_builtin_catches_nexus_errors() -> None:
+    with pytest.raises(ValueError):
+        raise InvalidPathError("a", "must start with '/'")
+    with pytest.raises(NexusError):
+        raise InvalidPathError("a", "must start with '/'")
