@@ -260,8 +260,9 @@ def _sqlite_triggers() -> dict[str, str]:
     old_refs = "OLD.path_id, (SELECT virtual_path FROM file_paths WHERE path_id = OLD.path_id)"
     same_row = "OLD.key = NEW.key AND OLD.path_id = NEW.path_id"
     triggers = {
+        # Under the bypass a status row fires only when it may change dependents' counts.
         "trg_file_metadata_status_insert": f"""AFTER INSERT ON file_metadata
-        WHEN NEW.key = 'status'
+        WHEN NEW.key = 'status' AND ({SQLITE_PROJECTING} OR {_completed("NEW.value")})
         BEGIN {_sqlite_rebuild("NEW.path_id")}
         {_sqlite_refresh_dependents(new_refs, _completed("NEW.value"))}
         END""",
@@ -269,6 +270,7 @@ def _sqlite_triggers() -> dict[str, str]:
         # an invalid one) rebuilds or removes the row.
         "trg_file_metadata_status_update": f"""AFTER UPDATE OF value ON file_metadata
         WHEN NEW.key = 'status' AND {same_row} AND OLD.value IS NOT NEW.value
+             AND ({SQLITE_PROJECTING} OR {_completed("OLD.value")} <> {_completed("NEW.value")})
         BEGIN
         UPDATE work_items SET status = json_extract(NEW.value, '$')
         WHERE path_id = NEW.path_id AND json_type(NEW.value) = 'text'
@@ -281,18 +283,19 @@ def _sqlite_triggers() -> dict[str, str]:
         }
         END""",
         "trg_file_metadata_status_delete": f"""AFTER DELETE ON file_metadata
-        WHEN OLD.key = 'status'
+        WHEN OLD.key = 'status' AND ({SQLITE_PROJECTING} OR {_completed("OLD.value")})
         BEGIN {_sqlite_rebuild("OLD.path_id")}
         {_sqlite_refresh_dependents(old_refs, _completed("OLD.value"))}
         END""",
+        # With the projection bypassed, the writer (enqueue_many) inserts the edges itself.
         "trg_file_metadata_deps_insert": f"""AFTER INSERT ON file_metadata
-        WHEN NEW.key = 'depends_on'
+        WHEN NEW.key = 'depends_on' AND {SQLITE_PROJECTING}
         BEGIN {_sqlite_rebuild_dependencies("NEW.path_id")} END""",
         "trg_file_metadata_deps_update": f"""AFTER UPDATE OF value ON file_metadata
-        WHEN NEW.key = 'depends_on' AND {same_row}
+        WHEN NEW.key = 'depends_on' AND {same_row} AND {SQLITE_PROJECTING}
         BEGIN {_sqlite_rebuild_dependencies("NEW.path_id")} END""",
         "trg_file_metadata_deps_delete": f"""AFTER DELETE ON file_metadata
-        WHEN OLD.key = 'depends_on'
+        WHEN OLD.key = 'depends_on' AND {SQLITE_PROJECTING}
         BEGIN {_sqlite_rebuild_dependencies("OLD.path_id")} END""",
         # Moving a row to another key or path (plain SQL only): rebuild both sides fully.
         "trg_file_metadata_work_move": f"""AFTER UPDATE OF key, path_id ON file_metadata
@@ -529,7 +532,9 @@ PG_FUNCTIONS = [
     LANGUAGE plpgsql VOLATILE AS $$
     BEGIN
         IF p_key = 'depends_on' THEN
-            PERFORM nexus_rebuild_dependencies(p_path_id);
+            IF coalesce(current_setting('nexus.bypass_projection', true), '') <> 'on' THEN
+                PERFORM nexus_rebuild_dependencies(p_path_id);
+            END IF;
             RETURN;
         END IF;
         IF coalesce(current_setting('nexus.bypass_projection', true), '') = 'on' THEN
@@ -593,13 +598,13 @@ WORK_KEYS_PG = "('status', 'priority', 'tags', 'worker_id', 'started_at', 'queue
 PG_TRIGGERS = [
     f"""CREATE TRIGGER trg_file_metadata_work_insert AFTER INSERT ON file_metadata
     FOR EACH ROW WHEN (NEW.key IN {WORK_KEYS_PG}
-        AND (NEW.key IN ('status', 'depends_on') OR NOT {PG_BYPASSED}))
+        AND (NEW.key = 'status' OR NOT {PG_BYPASSED}))
     EXECUTE FUNCTION nexus_file_metadata_trigger()""",
     f"""CREATE TRIGGER trg_file_metadata_work_update AFTER UPDATE ON file_metadata
     FOR EACH ROW WHEN ((NEW.key IN {WORK_KEYS_PG} OR OLD.key IN {WORK_KEYS_PG})
         AND (OLD.value IS DISTINCT FROM NEW.value OR OLD.key <> NEW.key
              OR OLD.path_id <> NEW.path_id)
-        AND (NEW.key IN ('status', 'depends_on') OR OLD.key <> NEW.key OR NOT {PG_BYPASSED}))
+        AND (NEW.key = 'status' OR OLD.key <> NEW.key OR NOT {PG_BYPASSED}))
     EXECUTE FUNCTION nexus_file_metadata_trigger()""",
     f"""CREATE TRIGGER trg_file_metadata_work_delete AFTER DELETE ON file_metadata
     FOR EACH ROW WHEN (OLD.key IN {WORK_KEYS_PG})

@@ -306,7 +306,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             created = 0
             for start in range(0, len(rows), CHUNK * 10):
                 created += len(conn.execute(stmt, rows[start : start + CHUNK * 10]).all())
-            return created + self._revive_deleted(conn, [row["virtual_path"] for row in rows])
+            return created + len(self._revive_deleted(conn, [row["virtual_path"] for row in rows]))
 
         return self._write(work)
 
@@ -330,8 +330,10 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             "updated_at": now,
         }
 
-    def _revive_deleted(self, conn: Connection, paths: builtins.list[str]) -> int:
-        """Bring soft-deleted paths back as new, empty files; returns how many."""
+    def _revive_deleted(
+        self, conn: Connection, paths: builtins.list[str], now: datetime | None = None
+    ) -> builtins.list[str]:
+        """Bring soft-deleted paths back as new, empty files; returns their path_ids."""
         revived: builtins.list[str] = []
         for start in range(0, len(paths), CHUNK):
             revived += (
@@ -345,7 +347,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
                 .scalars()
                 .all()
             )
-        now = utcnow()
+        now = now or utcnow()
         for start in range(0, len(revived), CHUNK):
             chunk = revived[start : start + CHUNK]
             conn.execute(sa.delete(file_metadata).where(file_metadata.c.path_id.in_(chunk)))
@@ -354,7 +356,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
                 .where(file_paths.c.path_id.in_(chunk))
                 .values(deleted_at=None, created_at=now, updated_at=now)
             )
-        return len(revived)
+        return revived
 
     def set_file_metadata_many(self, rows: Iterable[tuple[str, str, Any]]) -> int:
         """Set many ``(path, key, value)`` in one transaction, validated like the single call.

@@ -42,6 +42,7 @@ from nexus.storage.schema import (
     work_timing_hourly,
 )
 from nexus.storage.types import (
+    JSONValue,
     UTCDateTime,
     new_path_id,
     parse_timestamp,
@@ -117,6 +118,14 @@ def _iso(moment: datetime | None) -> str | None:
     )
 
 
+def _initial_state(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "attempts": 0,
+        "max_attempts": spec["max_attempts"],
+        "run_after": _iso(spec["run_after"]),
+    }
+
+
 def _parse_optional(value: Any) -> datetime | None:
     return parse_timestamp(value) if isinstance(value, str) else None
 
@@ -160,6 +169,20 @@ _CLAIM_UPDATE = (
             "started_at": sa.bindparam("started_at", type_=UTCDateTime()),
         }
     )
+)
+_INSERT_WORK_ITEM = sa.insert(work_items).values(
+    {
+        "path_id": sa.bindparam("path_id"),
+        "tenant_id": sa.bindparam("tenant_id"),
+        "created_at": sa.bindparam("created_at", type_=UTCDateTime()),
+        "status": sa.bindparam("status"),
+        "priority": sa.bindparam("priority"),
+        "tags": sa.bindparam("tags", type_=JSONValue),
+        "run_after": sa.bindparam("run_after", type_=UTCDateTime()),
+        "attempts": sa.bindparam("attempts"),
+        "max_attempts": sa.bindparam("max_attempts"),
+        "unresolved_count": sa.bindparam("unresolved_count"),
+    }
 )
 _SQLITE_BYPASS_ON = sa.text("INSERT INTO nexus_projection_bypass (id) VALUES (1)")
 _SQLITE_BYPASS_OFF = sa.text("DELETE FROM nexus_projection_bypass")
@@ -205,7 +228,9 @@ class WorkQueueMixin:
 
         def _lock_dependency_writes(self, conn: Connection) -> None: ...
 
-        def _revive_deleted(self, conn: Connection, paths: list[str]) -> int: ...
+        def _revive_deleted(
+            self, conn: Connection, paths: list[str], now: datetime | None = None
+        ) -> list[str]: ...
 
         def _check_no_cycle(
             self, conn: Connection, ref: str, path_id: str, refs: list[str]
@@ -420,38 +445,49 @@ class WorkQueueMixin:
             for spec in specs:
                 if spec["idempotency_key"] not in known_keys:
                     fresh.setdefault(spec["path"], spec)
-            path_ids = self._ensure_paths(conn, list(fresh), now)
-            already = self._paths_with_status(conn, list(path_ids.values()))
+            path_ids, blank = self._ensure_paths(conn, list(fresh), now)
+            already = self._paths_with_status(
+                conn, [path_ids[p] for p in fresh if path_ids[p] not in blank]
+            )
             new = {p: s for p, s in fresh.items() if path_ids[p] not in already}
             if new:
-                self._write_new_items(conn, new, path_ids, now)
+                self._write_new_items(conn, new, path_ids, blank, now)
             return self._items_by_path(conn, result_paths)
 
         return self._write(work)
 
-    def _ensure_paths(self, conn: Connection, paths: list[str], now: datetime) -> dict[str, str]:
-        """Create missing paths (reviving soft-deleted ones empty); path -> path_id."""
+    def _ensure_paths(
+        self, conn: Connection, paths: list[str], now: datetime
+    ) -> tuple[dict[str, str], set[str]]:
+        """Create missing paths and revive soft-deleted ones (empty).
+
+        Returns path -> path_id, and the path_ids that are blank: created or revived here, so
+        they carry no metadata yet.
+        """
         insert = (
             postgresql.insert(file_paths)
             if self.dialect == "postgresql"
             else sqlite.insert(file_paths)
         )
+        blank: set[str] = set()
         if paths:
-            conn.execute(
-                insert.on_conflict_do_nothing(index_elements=["tenant_id", "virtual_path"]),
-                [
-                    {
-                        "path_id": new_path_id(),
-                        "tenant_id": self.tenant_id,
-                        "virtual_path": path,
-                        "size_bytes": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for path in paths
-                ],
-            )
-        self._revive_deleted(conn, paths)
+            stmt = insert.on_conflict_do_nothing(
+                index_elements=["tenant_id", "virtual_path"]
+            ).returning(file_paths.c.path_id)
+            rows = [
+                {
+                    "path_id": new_path_id(),
+                    "tenant_id": self.tenant_id,
+                    "virtual_path": path,
+                    "size_bytes": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for path in paths
+            ]
+            for batch in _chunks(rows, CHUNK * 10):
+                blank.update(conn.execute(stmt, list(batch)).scalars().all())
+        blank.update(self._revive_deleted(conn, paths, now))
         found: dict[str, str] = {}
         for chunk in _chunks(paths):
             for path_id, path in conn.execute(
@@ -461,7 +497,7 @@ class WorkQueueMixin:
                 )
             ):
                 found[path] = path_id
-        return found
+        return found, blank
 
     def _paths_with_status(self, conn: Connection, path_ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -480,42 +516,136 @@ class WorkQueueMixin:
         conn: Connection,
         new: dict[str, dict[str, Any]],
         path_ids: dict[str, str],
+        blank: set[str],
         now: datetime,
     ) -> None:
         self._check_batch_acyclic(conn, new, path_ids)
-        rows: list[dict[str, Any]] = []
-        status_rows: list[dict[str, Any]] = []
-        history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
-        keys: list[dict[str, Any]] = []
-        for path, spec in new.items():
-            path_id = path_ids[path]
-            if spec["priority"] is not None:
-                rows.append({"path_id": path_id, "key": "priority", "value": spec["priority"]})
-            if spec["tags"] is not None:
-                rows.append({"path_id": path_id, "key": "tags", "value": spec["tags"]})
-            if spec["depends_on"] is not None:
-                rows.append({"path_id": path_id, "key": "depends_on", "value": spec["depends_on"]})
-            queue_state = {
-                "attempts": 0,
-                "max_attempts": spec["max_attempts"],
-                "run_after": _iso(spec["run_after"]),
+        history: list[tuple[str, str, str | None, dict[str, Any] | None]] = [
+            (path_ids[p], "enqueued", None, {"status": s["status"]}) for p, s in new.items()
+        ]
+        keys = [
+            {
+                "tenant_id": self.tenant_id,
+                "idempotency_key": s["idempotency_key"],
+                "path_id": path_ids[p],
             }
-            rows.append({"path_id": path_id, "key": "queue", "value": queue_state})
-            # Status last: its trigger builds the work row from every key at once.
-            status_rows.append({"path_id": path_id, "key": "status", "value": spec["status"]})
-            history.append((path_id, "enqueued", None, {"status": spec["status"]}))
-            if spec["idempotency_key"]:
-                keys.append(
-                    {
-                        "tenant_id": self.tenant_id,
-                        "idempotency_key": spec["idempotency_key"],
-                        "path_id": path_id,
-                    }
-                )
-        self._write_metadata(conn, rows + status_rows, now)
+            for p, s in new.items()
+            if s["idempotency_key"]
+        ]
+        # Paths that already existed may carry metadata from before: the triggers project
+        # them (and must run before the bypass, which lasts to the end of the transaction on
+        # PostgreSQL). Blank paths are projected here directly, which is much faster.
+        existing = {p: s for p, s in new.items() if path_ids[p] not in blank}
+        fresh = {p: s for p, s in new.items() if path_ids[p] in blank}
+        if existing:
+            rows, status_rows = self._item_metadata(existing, path_ids)
+            self._write_metadata(conn, rows + status_rows, now)
+        if fresh:
+            self._project_fresh_items(conn, fresh, path_ids, now)
         if keys:
             conn.execute(sa.insert(work_idempotency), keys)
         self._record(conn, history, now)
+
+    @staticmethod
+    def _item_metadata(
+        specs: dict[str, dict[str, Any]], path_ids: dict[str, str]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        rows: list[dict[str, Any]] = []
+        status_rows: list[dict[str, Any]] = []
+        for path, spec in specs.items():
+            path_id = path_ids[path]
+            for key in ("priority", "tags", "depends_on"):
+                if spec[key] is not None:
+                    rows.append({"path_id": path_id, "key": key, "value": spec[key]})
+            rows.append({"path_id": path_id, "key": "queue", "value": _initial_state(spec)})
+            # Status last: its trigger builds the work row from every key at once.
+            status_rows.append({"path_id": path_id, "key": "status", "value": spec["status"]})
+        return rows, status_rows
+
+    def _project_fresh_items(
+        self,
+        conn: Connection,
+        fresh: dict[str, dict[str, Any]],
+        path_ids: dict[str, str],
+        now: datetime,
+    ) -> None:
+        """Write work_items rows and dependency edges of blank paths directly."""
+        edges = [
+            {"path_id": path_ids[path], "depends_on_ref": ref, "tenant_id": self.tenant_id}
+            for path, spec in fresh.items()
+            for ref in dependency_refs(spec["depends_on"])
+        ]
+        completed = self._completed_refs(
+            conn, fresh, path_ids, [e["depends_on_ref"] for e in edges]
+        )
+        work_rows = []
+        for path, spec in fresh.items():
+            refs = dependency_refs(spec["depends_on"])
+            work_rows.append(
+                {
+                    "path_id": path_ids[path],
+                    "tenant_id": self.tenant_id,
+                    "created_at": now,
+                    "status": spec["status"],
+                    "priority": spec["priority"],
+                    "tags": spec["tags"],
+                    "run_after": truncate_to_ms(to_utc(spec["run_after"]))
+                    if spec["run_after"]
+                    else None,
+                    "attempts": 0,
+                    "max_attempts": spec["max_attempts"],
+                    "unresolved_count": sum(1 for ref in refs if ref not in completed),
+                }
+            )
+        rows, status_rows = self._item_metadata(fresh, path_ids)
+        with self._projection_bypassed(conn):
+            for chunk in _chunks(work_rows, CHUNK * 10):
+                conn.execute(_INSERT_WORK_ITEM, list(chunk))
+            for chunk in _chunks(edges, CHUNK * 10):
+                conn.execute(sa.insert(work_dependencies), list(chunk))
+            # Status rows still fire the refresh of dependents (an item enqueued as completed
+            # resolves what already waits for it); they read the rows written above.
+            self._write_metadata(conn, rows + status_rows, now)
+
+    def _completed_refs(
+        self,
+        conn: Connection,
+        fresh: dict[str, dict[str, Any]],
+        path_ids: dict[str, str],
+        refs: list[str],
+    ) -> set[str]:
+        """The refs (paths or path_ids) whose target is a completed work item."""
+        if not refs:
+            return set()
+        if self.dialect == "postgresql":
+            # The same protocol as the triggers: serialise with concurrent status changes of
+            # these targets, then read their statuses in a fresh statement.
+            conn.execute(sa.text("SELECT nexus_lock_refs(:refs)"), {"refs": sorted(set(refs))})
+        completed: set[str] = set()
+        for path, spec in fresh.items():
+            if spec["status"] == "completed":
+                completed.update((path, path_ids[path]))
+        outside = sorted({r for r in refs if r not in fresh and r not in path_ids.values()})
+        by_id = [r for r in outside if is_path_id(r)]
+        by_path = [r for r in outside if not is_path_id(r)]
+        for column, wanted in ((file_paths.c.path_id, by_id), (file_paths.c.virtual_path, by_path)):
+            for chunk in _chunks(wanted):
+                completed.update(
+                    conn.execute(
+                        sa.select(column)
+                        .select_from(
+                            file_paths.join(
+                                work_items, work_items.c.path_id == file_paths.c.path_id
+                            )
+                        )
+                        .where(
+                            column.in_(chunk),
+                            file_paths.c.tenant_id == self.tenant_id,
+                            work_items.c.status == "completed",
+                        )
+                    ).scalars()
+                )
+        return completed
 
     def _check_batch_acyclic(
         self, conn: Connection, new: dict[str, dict[str, Any]], path_ids: dict[str, str]
