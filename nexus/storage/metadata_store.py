@@ -82,6 +82,17 @@ _CYCLE_CHECK = sa.text(
 ).bindparams(sa.bindparam("refs", expanding=True))
 
 
+_STALE_TABLES = sa.text(
+    """
+    SELECT c.relname FROM pg_class c
+    WHERE c.relname IN ('file_paths', 'file_metadata', 'work_items', 'work_dependencies')
+      AND c.relnamespace = to_regnamespace(current_schema())
+      AND (c.reltuples < 0 OR pg_relation_size(c.oid) / 8192 > 2 * c.relpages + 128)
+    ORDER BY c.relname
+    """
+)
+
+
 @dataclass(frozen=True)
 class FileRecord:
     """One live path."""
@@ -299,14 +310,18 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
         stmt = (
             insert(file_paths)
             .on_conflict_do_nothing(index_elements=["tenant_id", "virtual_path"])
-            .returning(file_paths.c.path_id)
+            .returning(file_paths.c.virtual_path)
         )
 
         def work(conn: Connection) -> int:
-            created = 0
+            created: set[str] = set()
             for start in range(0, len(rows), CHUNK * 10):
-                created += len(conn.execute(stmt, rows[start : start + CHUNK * 10]).all())
-            return created + len(self._revive_deleted(conn, [row["virtual_path"] for row in rows]))
+                created.update(conn.execute(stmt, rows[start : start + CHUNK * 10]).scalars().all())
+            # Only paths that already existed can be soft-deleted ones to bring back.
+            existed = [row["virtual_path"] for row in rows if row["virtual_path"] not in created]
+            if existed:
+                self._refresh_statistics(conn)
+            return len(created) + len(self._revive_deleted(conn, existed))
 
         return self._write(work)
 
@@ -374,6 +389,8 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             return 0
 
         def work(conn: Connection) -> int:
+            if len(checked) >= CHUNK:
+                self._refresh_statistics(conn)
             ids = self._resolve_many(conn, [ref for ref, _, _ in checked])
             dependencies = [(ref, value) for ref, key, value in checked if key == "depends_on"]
             if dependencies:
@@ -390,6 +407,20 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             return len(values)
 
         return self._write(work)
+
+    def _refresh_statistics(self, conn: Connection) -> None:
+        """PostgreSQL: ANALYZE the tables whose planner statistics are missing or stale.
+
+        A bulk call inside one transaction is invisible to autovacuum, and without statistics
+        the planner believes the tables are tiny and scans them for every batched lookup. The
+        ANALYZE runs in the caller's transaction (it counts the rows inserted so far) and is
+        skipped while the statistics are current, as autovacuum would judge.
+        """
+        if self.dialect != "postgresql":
+            return
+        stale = conn.execute(_STALE_TABLES).scalars().all()
+        for table in stale:  # names come from the fixed list in _STALE_TABLES, not from input
+            conn.exec_driver_sql(f"ANALYZE {table}")
 
     def _resolve_many(self, conn: Connection, refs: list[str]) -> dict[str, str]:
         """ref (virtual path or path_id) -> path_id for live paths; raises on the first missing."""

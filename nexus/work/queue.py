@@ -72,6 +72,8 @@ T = TypeVar("T")
 CHUNK = 500
 #: Expired leases reclaimed per claim call (the rest go on the next calls).
 RECLAIM_BATCH = 100
+#: Bulk calls at least this large check the planner statistics first (PostgreSQL).
+STATISTICS_BATCH = 1000
 DEFAULT_MAX_ATTEMPTS = 3
 HISTORY_EVENTS = (
     "enqueued",
@@ -231,6 +233,8 @@ class WorkQueueMixin:
         def _revive_deleted(
             self, conn: Connection, paths: list[str], now: datetime | None = None
         ) -> list[str]: ...
+
+        def _refresh_statistics(self, conn: Connection) -> None: ...
 
         def _check_no_cycle(
             self, conn: Connection, ref: str, path_id: str, refs: list[str]
@@ -446,13 +450,15 @@ class WorkQueueMixin:
                 if spec["idempotency_key"] not in known_keys:
                     fresh.setdefault(spec["path"], spec)
             path_ids, blank = self._ensure_paths(conn, list(fresh), now)
+            if len(fresh) >= STATISTICS_BATCH:
+                self._refresh_statistics(conn)
             already = self._paths_with_status(
                 conn, [path_ids[p] for p in fresh if path_ids[p] not in blank]
             )
             new = {p: s for p, s in fresh.items() if path_ids[p] not in already}
             if new:
                 self._write_new_items(conn, new, path_ids, blank, now)
-            return self._items_by_path(conn, result_paths)
+            return self._items_by_path(conn, result_paths, path_ids)
 
         return self._write(work)
 
@@ -462,18 +468,18 @@ class WorkQueueMixin:
         """Create missing paths and revive soft-deleted ones (empty).
 
         Returns path -> path_id, and the path_ids that are blank: created or revived here, so
-        they carry no metadata yet.
+        they carry no metadata yet. Only paths that already existed are looked up.
         """
         insert = (
             postgresql.insert(file_paths)
             if self.dialect == "postgresql"
             else sqlite.insert(file_paths)
         )
-        blank: set[str] = set()
+        found: dict[str, str] = {}
         if paths:
             stmt = insert.on_conflict_do_nothing(
                 index_elements=["tenant_id", "virtual_path"]
-            ).returning(file_paths.c.path_id)
+            ).returning(file_paths.c.path_id, file_paths.c.virtual_path)
             rows = [
                 {
                     "path_id": new_path_id(),
@@ -486,17 +492,21 @@ class WorkQueueMixin:
                 for path in paths
             ]
             for batch in _chunks(rows, CHUNK * 10):
-                blank.update(conn.execute(stmt, list(batch)).scalars().all())
-        blank.update(self._revive_deleted(conn, paths, now))
-        found: dict[str, str] = {}
-        for chunk in _chunks(paths):
-            for path_id, path in conn.execute(
-                sa.select(file_paths.c.path_id, file_paths.c.virtual_path).where(
-                    file_paths.c.tenant_id == self.tenant_id,
-                    file_paths.c.virtual_path.in_(chunk),
-                )
-            ):
-                found[path] = path_id
+                for path_id, path in conn.execute(stmt, list(batch)):
+                    found[path] = path_id
+        blank = set(found.values())
+        existed = [path for path in paths if path not in found]
+        if existed:
+            self._refresh_statistics(conn)
+            blank.update(self._revive_deleted(conn, existed, now))
+            for chunk in _chunks(existed):
+                for path_id, path in conn.execute(
+                    sa.select(file_paths.c.path_id, file_paths.c.virtual_path).where(
+                        file_paths.c.tenant_id == self.tenant_id,
+                        file_paths.c.virtual_path.in_(chunk),
+                    )
+                ):
+                    found[path] = path_id
         return found, blank
 
     def _paths_with_status(self, conn: Connection, path_ids: list[str]) -> set[str]:
@@ -733,18 +743,25 @@ class WorkQueueMixin:
         item["last_error"] = state.get("last_error") if isinstance(state, dict) else None
         return item
 
-    def _items_by_path(self, conn: Connection, paths: list[str]) -> list[dict[str, Any]]:
+    def _items_by_path(
+        self, conn: Connection, paths: list[str], path_ids: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Items in the order of ``paths``; by primary key where the path_id is known."""
+        known = path_ids or {}
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(paths))
-        for chunk in _chunks(unique):
-            for row in conn.execute(
-                self._item_query().where(
-                    file_paths.c.tenant_id == self.tenant_id,
-                    file_paths.c.virtual_path.in_(chunk),
-                    file_paths.c.deleted_at.is_(None),
-                )
-            ):
-                found[row.virtual_path] = self._item_dict(row)
+        by_id = [known[p] for p in unique if p in known]
+        by_path = [p for p in unique if p not in known]
+        for column, wanted in ((file_paths.c.path_id, by_id), (file_paths.c.virtual_path, by_path)):
+            for chunk in _chunks(wanted):
+                for row in conn.execute(
+                    self._item_query().where(
+                        column.in_(chunk),
+                        file_paths.c.tenant_id == self.tenant_id,
+                        file_paths.c.deleted_at.is_(None),
+                    )
+                ):
+                    found[row.virtual_path] = self._item_dict(row)
         return [found[path] for path in paths]
 
     def get_work_item(self, path: str) -> dict[str, Any] | None:
