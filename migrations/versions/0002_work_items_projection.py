@@ -41,6 +41,7 @@ SQLITE_PROJECTING = "NOT EXISTS (SELECT 1 FROM nexus_projection_bypass)"
 PG_BYPASSED = "coalesce(current_setting('nexus.bypass_projection', true), '') = 'on'"
 # Namespace for transaction-level advisory locks on dependency references (PostgreSQL).
 DEPENDENCY_LOCK_NS = 7_400_001
+DEPENDENCY_LOCK_BUCKETS = 512
 
 
 def _create_tables(dialect: str) -> None:
@@ -442,8 +443,11 @@ PG_FUNCTIONS = [
         -- Serialises a status change of a dependency target with concurrent writers of
         -- edges naming it, so neither computes a count from a stale snapshot.
         SELECT count(pg_advisory_xact_lock({DEPENDENCY_LOCK_NS}, h))::integer * 0 FROM (
-            SELECT DISTINCT hashtext(r) AS h FROM unnest(p_refs) AS r
-            WHERE r IS NOT NULL ORDER BY 1) AS locks;
+            -- Bucketed, so a bulk transaction naming many refs holds at most
+            -- DEPENDENCY_LOCK_BUCKETS locks (the shared lock table is finite); a bucket
+            -- collision only serialises two unrelated writers a little more.
+            SELECT DISTINCT abs(hashtext(r) % {DEPENDENCY_LOCK_BUCKETS}) AS h
+            FROM unnest(p_refs) AS r WHERE r IS NOT NULL ORDER BY 1) AS locks;
     $$""",
     f"""CREATE FUNCTION nexus_rebuild_work_item(p_path_id text) RETURNS void
     LANGUAGE plpgsql VOLATILE AS $$
@@ -598,13 +602,15 @@ WORK_KEYS_PG = "('status', 'priority', 'tags', 'worker_id', 'started_at', 'queue
 PG_TRIGGERS = [
     f"""CREATE TRIGGER trg_file_metadata_work_insert AFTER INSERT ON file_metadata
     FOR EACH ROW WHEN (NEW.key IN {WORK_KEYS_PG}
-        AND (NEW.key = 'status' OR NOT {PG_BYPASSED}))
+        AND (NOT {PG_BYPASSED} OR (NEW.key = 'status' AND NEW.value = '"completed"'::jsonb)))
     EXECUTE FUNCTION nexus_file_metadata_trigger()""",
     f"""CREATE TRIGGER trg_file_metadata_work_update AFTER UPDATE ON file_metadata
     FOR EACH ROW WHEN ((NEW.key IN {WORK_KEYS_PG} OR OLD.key IN {WORK_KEYS_PG})
         AND (OLD.value IS DISTINCT FROM NEW.value OR OLD.key <> NEW.key
              OR OLD.path_id <> NEW.path_id)
-        AND (NEW.key = 'status' OR OLD.key <> NEW.key OR NOT {PG_BYPASSED}))
+        AND (NOT {PG_BYPASSED} OR OLD.key <> NEW.key
+             OR (NEW.key = 'status'
+                 AND (OLD.value = '"completed"'::jsonb) <> (NEW.value = '"completed"'::jsonb))))
     EXECUTE FUNCTION nexus_file_metadata_trigger()""",
     f"""CREATE TRIGGER trg_file_metadata_work_delete AFTER DELETE ON file_metadata
     FOR EACH ROW WHEN (OLD.key IN {WORK_KEYS_PG})
