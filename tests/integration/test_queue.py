@@ -384,3 +384,46 @@ def test_wait_for_ready_work(make_store: Callable[..., SQLAlchemyMetadataStore])
     start = time.monotonic()
     assert waiter.wait_for_ready_work(5) is True
     assert time.monotonic() - start < 2
+
+
+# ---------------------------------------------------------------- worker runner
+
+
+def test_worker_heartbeats_keep_a_short_lease(
+    make_store: Callable[..., SQLAlchemyMetadataStore],
+) -> None:
+    from nexus.work import Worker
+
+    store, rival = make_store(), make_store()
+    store.enqueue("/w/slow")
+    seen: list[list[dict[str, object]]] = []
+
+    def handler(item: dict[str, object]) -> dict[str, bool]:
+        time.sleep(0.4)
+        seen.append(rival.claim_ready_work("rival"))  # the lease is still held
+        time.sleep(0.4)
+        return {"done": True}
+
+    stats = Worker(store, handler, worker_id="slow", lease_seconds=0.3).run(stop_when_idle=True)
+    assert stats.completed == 1 and stats.lost == 0
+    assert seen == [[]]
+    item = store.get_work_item("/w/slow")
+    assert item is not None and item["status"] == "completed" and item["attempts"] == 1
+    events = [e["event"] for e in store.get_work_history("/w/slow")]
+    assert "heartbeat" in events and "reclaimed" not in events
+    assert store.get_file_metadata("/w/slow", "result") == {"done": True}
+
+
+def test_worker_fails_items_whose_handler_raises(store: SQLAlchemyMetadataStore) -> None:
+    from nexus.work import Worker
+
+    store.enqueue("/w/bad", max_attempts=1)
+
+    def handler(item: dict[str, object]) -> None:
+        raise RuntimeError("no luck")
+
+    stats = Worker(store, handler).run(stop_when_idle=True)
+    assert stats.failed == 1
+    item = store.get_work_item("/w/bad")
+    assert item is not None and item["status"] == "failed"
+    assert item["last_error"] == "RuntimeError: no luck"
