@@ -38,6 +38,7 @@ from nexus.storage.schema import (
     in_progress_work,
     pending_work_items,
     ready_work_items,
+    tenant_of_path_is,
     work_by_priority,
 )
 from nexus.storage.types import new_path_id, utcnow
@@ -434,7 +435,9 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
                 for path_id, key in conn.execute(
                     sa.select(file_paths.c.path_id, column).where(
                         column.in_(chunk),
-                        file_paths.c.tenant_id == self.tenant_id,
+                        tenant_of_path_is(self.tenant_id)
+                        if column is file_paths.c.path_id
+                        else file_paths.c.tenant_id == self.tenant_id,
                         file_paths.c.deleted_at.is_(None),
                     )
                 ):

@@ -148,3 +148,14 @@ VIEW_NAMES = (
     "work_by_priority",
     "in_progress_work",
 )
+
+
+def tenant_of_path_is(tenant_id: str) -> sa.ColumnElement[bool]:
+    """``file_paths.tenant_id = tenant_id`` in a form no index can serve.
+
+    For lookups by a list of path_ids: the primary key finds each row, and the tenant is only
+    checked. Written plainly, a planner without statistics (SQLite by default) takes the
+    ``(tenant_id, virtual_path)`` index for the tenant equality and scans every path of the
+    tenant instead.
+    """
+    return sa.func.coalesce(file_paths.c.tenant_id, "") == tenant_id

@@ -33,6 +33,7 @@ from nexus.storage.schema import (
     file_metadata,
     file_paths,
     ready_work_items,
+    tenant_of_path_is,
     work_dependencies,
     work_failures_by_error,
     work_history,
@@ -198,9 +199,13 @@ _EXPIRED_LEASES = (
         _queue_state_of(work_items.c.path_id).label("queue"),
     )
     .where(
-        work_items.c.status == "in_progress",
+        # A literal, not a bound parameter: only then can SQLite use the partial index.
+        work_items.c.status == sa.literal_column("'in_progress'"),
         work_items.c.lease_expires_at < sa.bindparam("now", type_=UTCDateTime()),
-        work_items.c.tenant_id == sa.bindparam("tenant"),
+        # Not indexable on purpose: the partial lease index (in_progress, by expiry) must
+        # drive this, not the counts index whose (tenant_id, status) prefix looks selective
+        # to a planner without statistics and would visit every in-progress item.
+        sa.func.coalesce(work_items.c.tenant_id, "") == sa.bindparam("tenant"),
     )
     .order_by(work_items.c.lease_expires_at)
     .limit(RECLAIM_BATCH)
@@ -271,6 +276,12 @@ class WorkQueueMixin:
                 ],
             )
 
+    def _tenant_filter(self, lookup_column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """The tenant condition for a batched lookup of file_paths by ``lookup_column``."""
+        if lookup_column is file_paths.c.path_id:
+            return tenant_of_path_is(self.tenant_id)
+        return file_paths.c.tenant_id == self.tenant_id
+
     def _item_rows(self, conn: Connection, refs: Sequence[str]) -> dict[str, Any]:
         """Work rows of live paths (locked on PostgreSQL), keyed by the ref that found them."""
         columns = (
@@ -297,7 +308,7 @@ class WorkQueueMixin:
                     )
                     .where(
                         column.in_(chunk),
-                        file_paths.c.tenant_id == self.tenant_id,
+                        self._tenant_filter(column),
                         file_paths.c.deleted_at.is_(None),
                     )
                     .order_by(work_items.c.path_id)
@@ -650,7 +661,7 @@ class WorkQueueMixin:
                         )
                         .where(
                             column.in_(chunk),
-                            file_paths.c.tenant_id == self.tenant_id,
+                            self._tenant_filter(column),
                             work_items.c.status == "completed",
                         )
                     ).scalars()
@@ -757,7 +768,7 @@ class WorkQueueMixin:
                 for row in conn.execute(
                     self._item_query().where(
                         column.in_(chunk),
-                        file_paths.c.tenant_id == self.tenant_id,
+                        self._tenant_filter(column),
                         file_paths.c.deleted_at.is_(None),
                     )
                 ):
