@@ -86,7 +86,7 @@ _CYCLE_CHECK = sa.text(
 _STALE_TABLES = sa.text(
     """
     SELECT c.relname FROM pg_class c
-    WHERE c.relname IN ('file_paths', 'file_metadata', 'work_items', 'work_dependencies')
+    WHERE c.relname = 'file_paths'
       AND c.relnamespace = to_regnamespace(current_schema())
       AND (c.reltuples < 0 OR pg_relation_size(c.oid) / 8192 > 2 * c.relpages + 128)
     ORDER BY c.relname
@@ -198,7 +198,11 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             in_progress_work,
         ):
             # The views span tenants (as seen from a SQL shell); the store shows its own.
-            base = sa.select(view).where(view.c.tenant_id == sa.bindparam("tenant"))
+            # The tenant is compared in a form no index serves, so that each view's partial
+            # index (which gives its order) is always the plan, whatever the statistics say.
+            base = sa.select(view).where(
+                sa.func.coalesce(view.c.tenant_id, "") == sa.bindparam("tenant")
+            )
             self._view_stmts[(view.name, False)] = base
             self._view_stmts[(view.name, True)] = base.limit(
                 sa.bindparam("limit", type_=sa.Integer)
@@ -410,12 +414,15 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
         return self._write(work)
 
     def _refresh_statistics(self, conn: Connection) -> None:
-        """PostgreSQL: ANALYZE the tables whose planner statistics are missing or stale.
+        """PostgreSQL: ANALYZE ``file_paths`` when its planner statistics are missing or stale.
 
         A bulk call inside one transaction is invisible to autovacuum, and without statistics
         the planner believes the tables are tiny and scans them for every batched lookup. The
         ANALYZE runs in the caller's transaction (it counts the rows inserted so far) and is
-        skipped while the statistics are current, as autovacuum would judge.
+        skipped while the statistics are current, as autovacuum would judge. Only
+        ``file_paths``, the table looked up by virtual path: statistics of ``work_items`` or
+        ``file_metadata`` taken halfway through a load (before their rows are written) would
+        tell the planner they are empty or hold the wrong mix of statuses.
         """
         if self.dialect != "postgresql":
             return

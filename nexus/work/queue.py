@@ -868,7 +868,7 @@ class WorkQueueMixin:
             view.c.priority,
             view.c.created_at,
             _queue_state_of(view.c.path_id).label("queue"),
-        ).where(view.c.tenant_id == self.tenant_id)
+        ).where(sa.func.coalesce(view.c.tenant_id, "") == self.tenant_id)  # see _view
         if prefix is not None:
             stmt = stmt.where(sa.func.substr(view.c.virtual_path, 1, len(prefix)) == prefix)
         if wanted_tags:

@@ -1,0 +1,106 @@
+"""The benchmark scripts (benchmarks/views.py, benchmarks/queue.py) run, at a tiny size, on
+SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table printed, exactly-once
+held in the queue drain (nexus and the bare-driver loop)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+
+
+def _db_arg(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        return str(tmp_path / "bench.db")
+    server = request.getfixturevalue("pg_server")  # skips (or fails in CI) without a server
+    # A server URL: the script creates nexus_bench_<random> there and drops it afterwards.
+    return str(server.url.render_as_string(hide_password=False))
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_views_benchmark_smoke(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    db = _db_arg(backend, request, tmp_path)
+    proc = _run(
+        [
+            str(BENCH / "views.py"),
+            "--db",
+            db,
+            "--files",
+            "2000",
+            "--work",
+            "400",
+            "--reps",
+            "3",
+            "--adversarial",
+            "--explain",
+        ],
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "# nexus views benchmark" in out
+    assert "| get_ready_work(limit=10)" in out and "| work_stats()" in out
+    for call in (
+        "get_pending_work",
+        "get_blocked_work",
+        "get_work_by_priority",
+        "get_in_progress_work",
+    ):
+        assert f"| {call}(limit=100)" in out
+    assert "load:" in out and "paths/s" in out and "size:" in out
+    assert "traps:" in out and "plan ready_work_items LIMIT 10:" in out
+    if backend == "sqlite":
+        assert not (tmp_path / "bench.db").with_suffix(".db.bare").exists()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_queue_benchmark_smoke(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    db = _db_arg(backend, request, tmp_path)
+    proc = _run(
+        [
+            str(BENCH / "queue.py"),
+            "--db",
+            db,
+            "--items",
+            "300",
+            "--workers",
+            "2",
+            "--batch",
+            "5",
+            "--single",
+            "50",
+        ],
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "# nexus queue benchmark" in out
+    assert "| drain nexus: 2 proc, batch 5" in out
+    assert "| enqueue_many (one call)" in out and "| enqueue (one call per item)" in out
+    assert "exactly-once (nexus): OK -- 300 items, 0 with" in out
+    assert "exactly-once (bare):  OK -- 300/300 rows" in out
+    assert "% of bare" in out
