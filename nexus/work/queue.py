@@ -76,18 +76,6 @@ RECLAIM_BATCH = 100
 #: Bulk calls at least this large check the planner statistics first (PostgreSQL).
 STATISTICS_BATCH = 1000
 DEFAULT_MAX_ATTEMPTS = 3
-HISTORY_EVENTS = (
-    "enqueued",
-    "claimed",
-    "heartbeat",
-    "completed",
-    "failed",
-    "retried",
-    "reclaimed",
-    "released",
-    "cancelled",
-    "promoted",
-)
 _ENQUEUE_KEYS = {
     "path",
     "priority",
