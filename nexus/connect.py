@@ -11,13 +11,15 @@ from typing import Any
 from nexus.errors import InvalidArgumentError, NexusConfigError, NexusFileNotFoundError
 from nexus.storage.content import ContentStore
 from nexus.storage.metadata_store import FileRecord, SQLAlchemyMetadataStore
+from nexus.work.queue import WorkQueue
 
 DEFAULT_DATA_DIR = "./nexus-data"
 _CONFIG_KEYS = {"data_dir", "database_url", "tenant_id", "run_migrations"}
 
 
 class NexusFS:
-    """A small file system: content under ``data_dir``, paths and metadata in the store."""
+    """A small file system: content under ``data_dir``, paths and metadata in the store
+    (``metadata``), and the work queue over it (``queue``)."""
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         config = dict(config or {})
@@ -37,6 +39,7 @@ class NexusFS:
             tenant_id=config.get("tenant_id", "default"),
             run_migrations=config.get("run_migrations", True),
         )
+        self.queue = WorkQueue(self.metadata)
 
     def write(self, path: str, data: bytes, *, file_type: str | None = None) -> FileRecord:
         """Store ``data`` at ``path`` (content first, then the path row pointing at it)."""
@@ -68,6 +71,7 @@ class NexusFS:
         return [record.virtual_path for record in self.metadata.list(prefix)]
 
     def close(self) -> None:
+        self.queue.close()
         self.metadata.close()
 
     def __enter__(self) -> NexusFS:

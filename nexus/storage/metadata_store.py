@@ -1,12 +1,16 @@
 """The metadata store: file paths, key/value metadata and the five work views.
 
-``file_metadata`` is the source of truth; the work views read the ``work_items`` projection the
-migrations maintain with triggers, so everything here is plain reads and upserts.
+``file_metadata`` holds every key a user sees; the work views read ``work_items``, which the
+database derives from the work keys (revision 0005) and the work queue (``nexus.work``, a layer
+above this one) advances. Everything here is plain reads and upserts, plus the few
+transaction-level helpers the queue composes (``write``, ``ensure_paths``,
+``write_metadata_rows``, ``check_no_cycle``...). Nothing here imports ``nexus.work``.
 """
 
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import random
 import time
@@ -30,6 +34,7 @@ from nexus.errors import (
     NexusFileNotFoundError,
 )
 from nexus.storage import migrate
+from nexus.storage.database import Database
 from nexus.storage.engine import create_engine, resolve_database_url
 from nexus.storage.schema import (
     blocked_work_items,
@@ -40,6 +45,7 @@ from nexus.storage.schema import (
     ready_work_items,
     tenant_of_path_is,
     work_by_priority,
+    work_dependencies,
 )
 from nexus.storage.types import new_path_id, utcnow
 from nexus.storage.validation import (
@@ -53,10 +59,11 @@ from nexus.storage.validation import (
     validate_positive_int,
     validate_prefix,
 )
-from nexus.work.queue import CHUNK, WorkQueueMixin
-from nexus.work.retry import RetryPolicy
 
 T = TypeVar("T")
+
+#: SQLite allows 32766 bound parameters per statement; IN-lists stay far below that.
+CHUNK = 500
 
 #: PostgreSQL errors worth retrying the whole transaction for: deadlock, serialisation.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -94,6 +101,10 @@ _STALE_TABLES = sa.text(
 )
 
 
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 @dataclass(frozen=True)
 class FileRecord:
     """One live path."""
@@ -112,8 +123,8 @@ class FileRecord:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
-class SQLAlchemyMetadataStore(WorkQueueMixin):
-    """File paths with key/value metadata, the work views over them, and the work queue.
+class SQLAlchemyMetadataStore:
+    """File paths with key/value metadata and the work views over them.
 
     ``SQLAlchemyMetadataStore("metadata.db")`` opens (and migrates) a SQLite file;
     a URL such as ``"postgresql+psycopg://user@host/db"`` selects PostgreSQL. Without an
@@ -129,7 +140,6 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
         run_migrations: bool = True,
         tenant_id: str = "default",
         engine_options: Mapping[str, Any] | None = None,
-        retry_policy: RetryPolicy | None = None,
     ) -> None:
         if db_path is not None and db_url is not None:
             raise NexusConfigError("give either db_path or db_url, not both", value=db_url)
@@ -142,8 +152,6 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             )
         if not isinstance(tenant_id, str) or not tenant_id:
             raise NexusConfigError("tenant_id must be a non-empty string", value=tenant_id)
-        if retry_policy is not None:
-            self.retry_policy = retry_policy
         self.url = resolve_database_url(target)
         self.tenant_id = tenant_id
         self.engine: Engine = create_engine(self.url, **dict(engine_options or {}))
@@ -156,6 +164,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
         except BaseException:
             self.engine.dispose()
             raise
+        self.database = Database(self.engine)
         self._build_statements()
 
     # ------------------------------------------------------------------ plumbing
@@ -189,6 +198,21 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             index_elements=["path_id", "key"],
             set_={"value": upsert.excluded.value, "updated_at": upsert.excluded.updated_at},
         )
+        if self.dialect == "postgresql":
+            self._driver_upsert = (
+                "INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)"
+                " VALUES (%(path_id)s, %(key)s, %(value)s::jsonb, now(), now())"
+                " ON CONFLICT (path_id, key) DO UPDATE"
+                " SET value = excluded.value, updated_at = excluded.updated_at"
+            )
+        else:
+            self._driver_upsert = (
+                "INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)"
+                " VALUES (:path_id, :key, :value, strftime('%Y-%m-%d %H:%M:%f', 'now'),"
+                " strftime('%Y-%m-%d %H:%M:%f', 'now'))"
+                " ON CONFLICT (path_id, key) DO UPDATE"
+                " SET value = excluded.value, updated_at = excluded.updated_at"
+            )
         self._view_stmts: dict[tuple[str, bool], sa.Select[Any]] = {}
         for view in (
             ready_work_items,
@@ -229,8 +253,12 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
         except sa.exc.DBAPIError as exc:
             raise NexusDatabaseError(f"database read failed: {exc.orig}") from exc
 
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(connection)`` in one write transaction (SQLite ``BEGIN IMMEDIATE``);
+        retried on PostgreSQL deadlocks; driver errors become NexusDatabaseError."""
+        return self._write(work)
+
     def _write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one write transaction; retried on PostgreSQL deadlocks."""
         self._check_open()
         for attempt in range(WRITE_ATTEMPTS):
             try:
@@ -399,7 +427,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             ids = self._resolve_many(conn, [ref for ref, _, _ in checked])
             dependencies = [(ref, value) for ref, key, value in checked if key == "depends_on"]
             if dependencies:
-                self._lock_dependency_writes(conn)
+                self.lock_dependency_writes(conn)
             values = [
                 {"path_id": ids[ref], "key": key, "value": value} for ref, key, value in checked
             ]
@@ -408,7 +436,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             for start in range(0, len(values), CHUNK * 10):
                 conn.execute(self._upsert_metadata_stmt, values[start : start + CHUNK * 10])
             for ref, value in dependencies:
-                self._check_no_cycle(conn, ref, ids[ref], dependency_refs(value), value)
+                self.check_no_cycle(conn, ref, ids[ref], dependency_refs(value), value)
             return len(values)
 
         return self._write(work)
@@ -453,6 +481,109 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
             if ref not in found:
                 raise NexusFileNotFoundError(ref)
         return found
+
+    # ------------------------------------------------------------------ for the layers above
+    #
+    # Transaction-level building blocks: each takes the connection of a transaction opened
+    # with :meth:`write` (or a driver cursor of ``self.database``), so a caller can compose
+    # several of them atomically. They validate nothing; their callers have.
+
+    def ensure_paths(
+        self, conn: Connection, paths: builtins.list[str], now: datetime
+    ) -> tuple[dict[str, str], set[str]]:
+        """Create missing paths and revive soft-deleted ones (empty).
+
+        Returns path -> path_id, and the path_ids that are blank: created or revived here, so
+        they carry no metadata yet. Only paths that already existed are looked up.
+        """
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        found: dict[str, str] = {}
+        if paths:
+            stmt = (
+                insert(file_paths)
+                .on_conflict_do_nothing(index_elements=["tenant_id", "virtual_path"])
+                .returning(file_paths.c.path_id, file_paths.c.virtual_path)
+            )
+            rows = [
+                {
+                    "path_id": new_path_id(),
+                    "tenant_id": self.tenant_id,
+                    "virtual_path": path,
+                    "size_bytes": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for path in paths
+            ]
+            for start in range(0, len(rows), CHUNK * 10):
+                for path_id, path in conn.execute(stmt, rows[start : start + CHUNK * 10]):
+                    found[path] = path_id
+        blank = set(found.values())
+        existed = [path for path in paths if path not in found]
+        if existed:
+            self._refresh_statistics(conn)
+            blank.update(self._revive_deleted(conn, existed, now))
+            for start in range(0, len(existed), CHUNK):
+                for path_id, path in conn.execute(
+                    sa.select(file_paths.c.path_id, file_paths.c.virtual_path).where(
+                        file_paths.c.tenant_id == self.tenant_id,
+                        file_paths.c.virtual_path.in_(existed[start : start + CHUNK]),
+                    )
+                ):
+                    found[path] = path_id
+        return found, blank
+
+    def paths_with_key(
+        self, conn: Connection, path_ids: builtins.list[str], key: str
+    ) -> set[str]:
+        """The path_ids among ``path_ids`` that have metadata ``key``."""
+        found: set[str] = set()
+        for start in range(0, len(path_ids), CHUNK):
+            found.update(
+                conn.execute(
+                    sa.select(file_metadata.c.path_id).where(
+                        file_metadata.c.key == key,
+                        file_metadata.c.path_id.in_(path_ids[start : start + CHUNK]),
+                    )
+                ).scalars()
+            )
+        return found
+
+    def write_metadata_rows(self, conn: Connection, rows: builtins.list[dict[str, Any]]) -> None:
+        """Upsert ``{"path_id", "key", "value"}`` rows, in order (multi-row statements)."""
+        for start in range(0, len(rows), CHUNK * 10):
+            conn.execute(self._upsert_metadata_stmt, rows[start : start + CHUNK * 10])
+
+    def write_metadata_driver(self, cursor: Any, rows: builtins.list[tuple[str, str, Any]]) -> None:
+        """Upsert ``(path_id, key, value)`` rows on a driver cursor of ``self.database``."""
+        cursor.executemany(
+            self._driver_upsert,
+            [{"path_id": p, "key": k, "value": _json_text(v)} for p, k, v in rows],
+        )
+
+    def is_referenced(self, conn: Connection, refs: builtins.list[str], tenant_id: str) -> bool:
+        """Whether any stored dependency edge of the tenant names one of ``refs``."""
+        for start in range(0, len(refs), CHUNK):
+            if conn.execute(
+                sa.select(work_dependencies.c.path_id)
+                .where(
+                    work_dependencies.c.depends_on_ref.in_(refs[start : start + CHUNK]),
+                    work_dependencies.c.tenant_id == tenant_id,
+                )
+                .limit(1)
+            ).first():
+                return True
+        return False
+
+    def read_views(
+        self, views: Mapping[str, sa.Table]
+    ) -> dict[str, builtins.list[dict[str, Any]]]:
+        """Every row of each named view, as dicts."""
+        with self._reading() as conn:
+            return {
+                name: [dict(row) for row in conn.execute(sa.select(view)).mappings()]
+                for name, view in views.items()
+            }
 
     def get(self, path: str) -> FileRecord | None:
         """The live path's record, or None."""
@@ -519,8 +650,8 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
         def work(conn: Connection) -> None:
             path_id = self._require_path_id(conn, ref)
             if key == "depends_on":
-                self._lock_dependency_writes(conn)
-                self._check_no_cycle(conn, ref, path_id, dependency_refs(value), value)
+                self.lock_dependency_writes(conn)
+                self.check_no_cycle(conn, ref, path_id, dependency_refs(value), value)
             conn.execute(
                 self._upsert_metadata_stmt, {"path_id": path_id, "key": key, "value": value}
             )
@@ -582,11 +713,12 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
 
         return self._write(work)
 
-    def _lock_dependency_writes(self, conn: Connection) -> None:
+    def lock_dependency_writes(self, conn: Connection) -> None:
+        """Serialise writers of ``depends_on`` (PostgreSQL), so cycle checks see each other."""
         if self.dialect == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(*DEPENDENCY_WRITE_LOCK)))
 
-    def _check_no_cycle(
+    def check_no_cycle(
         self,
         conn: Connection,
         ref: str,
@@ -639,7 +771,7 @@ class SQLAlchemyMetadataStore(WorkQueueMixin):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._close_queue()
+            self.database.close()
             self.engine.dispose()
 
     def __enter__(self) -> SQLAlchemyMetadataStore:

@@ -188,6 +188,4 @@ def validate_metadata(key: Any, value: Any) -> Any:
         return validate_timestamp(key, value)
     if key == "worker_id":
         return validate_optional_str(key, value)
-    if key == "queue" and not isinstance(value, dict):
-        raise InvalidMetadataError(key, value, "is reserved for the work queue's state object")
     return _check_json(key, value)

@@ -1,11 +1,12 @@
 """The work queue layer: claims, leases, retries, dependencies, and the worker runner.
 
-The queue operations are methods of the store (``store.claim_ready_work(...)``); this package
-holds their logic (:mod:`nexus.work.queue`), the retry policy, the ready-work waiter and the
-:class:`Worker` runner.
+``WorkQueue(store)`` holds a store and runs the queue's named statements
+(:mod:`nexus.work.queries`) on it; :class:`Worker` runs a handler over a queue. This package
+imports ``nexus.storage``; the storage layer never imports this one.
 """
 
+from nexus.work.queue import WorkItem, WorkQueue
 from nexus.work.retry import RetryPolicy
 from nexus.work.worker import Worker, WorkerStats
 
-__all__ = ["RetryPolicy", "Worker", "WorkerStats"]
+__all__ = ["RetryPolicy", "WorkItem", "WorkQueue", "Worker", "WorkerStats"]

@@ -1,25 +1,31 @@
 """The work queue: enqueue, atomic claims, leases, retries, promotion and history.
 
-This is a mixin of :class:`~nexus.storage.metadata_store.SQLAlchemyMetadataStore`; it writes
-only ``file_metadata`` (the work keys and the ``queue`` state object), ``work_history`` and
-``work_idempotency``, and reads the views, so ``ready_work_items`` stays the single definition
-of "ready". It imports the storage layer's low-level modules, never the store module itself.
+``WorkQueue(store)`` holds a :class:`~nexus.storage.metadata_store.SQLAlchemyMetadataStore`
+and its driver-level :class:`~nexus.storage.database.Database`; it never reaches into the
+store's private members. Its statements are the named ones of :mod:`nexus.work.queries`.
+
+State: ``work_items`` is the source of truth. A claim, a completion, a failure... each writes
+the typed row in one statement per batch; the database mirrors the visible keys (``status``,
+``worker_id``, ``started_at``) into ``file_metadata``, recounts and promotes dependents and
+keeps the counters, in the same transaction (revision 0005). New items are made the way every
+other writer makes them: by writing their visible metadata, from which the database builds the
+work row.
 
 Atomicity: SQLite write transactions start with ``BEGIN IMMEDIATE`` (one writer at a time);
-on PostgreSQL claims lock their rows with ``FOR UPDATE ... SKIP LOCKED`` and every lease
-check locks the item's ``work_items`` row, so a stale token can never win a race.
+on PostgreSQL claims lock their rows with ``FOR UPDATE SKIP LOCKED`` inside the claim statement
+and every lease check locks the item's row, so a stale token can never win a race.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from nexus.errors import (
@@ -29,28 +35,14 @@ from nexus.errors import (
     NexusFileNotFoundError,
     WorkItemNotFoundError,
 )
+from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.storage.schema import (
-    file_metadata,
-    file_paths,
-    ready_work_items,
-    tenant_of_path_is,
-    work_dependencies,
     work_failures_by_error,
-    work_history,
     work_idempotency,
-    work_items,
     work_throughput_hourly,
     work_timing_hourly,
 )
-from nexus.storage.types import (
-    JSONValue,
-    UTCDateTime,
-    new_path_id,
-    parse_timestamp,
-    to_utc,
-    truncate_to_ms,
-    utcnow,
-)
+from nexus.storage.types import truncate_to_ms, utcnow
 from nexus.storage.validation import (
     dependency_refs,
     is_path_id,
@@ -64,18 +56,42 @@ from nexus.storage.validation import (
     validate_status,
     validate_tags,
 )
+from nexus.work.queries import (
+    CANCEL,
+    COMPLETE,
+    COUNTERS,
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFERRED,
+    EDGES,
+    EXTEND_LEASE,
+    HISTORY,
+    ITEM_BY_ID,
+    ITEM_BY_PATH,
+    LOCK_HELD,
+    PATH_ID_BY_ID,
+    PATH_ID_BY_PATH,
+    PROMOTED,
+    RECLAIM,
+    RECORD,
+    RETRY,
+    SET_QUEUE_COLUMNS,
+    SETTLE,
+    TARGET_BY_ID,
+    TARGET_BY_PATH,
+    Query,
+    claim_query,
+)
 from nexus.work.retry import RetryPolicy
 from nexus.work.wait import ReadyWaiter
 
-T = TypeVar("T")
-
+#: Expired leases reclaimed per statement (the rest go on the next ones).
+RECLAIM_BATCH = 100
+#: How often claims look for expired leases (seconds); the lease index makes each look cheap.
+RECLAIM_INTERVAL = 1.0
 #: SQLite allows 32766 bound parameters per statement; IN-lists stay far below that.
 CHUNK = 500
-#: Expired leases reclaimed per claim call (the rest go on the next calls).
-RECLAIM_BATCH = 100
-#: Bulk calls at least this large check the planner statistics first (PostgreSQL).
-STATISTICS_BATCH = 1000
-DEFAULT_MAX_ATTEMPTS = 3
+STATUSES = ("ready", "pending", "blocked", "in_progress", "completed", "failed")
 _ENQUEUE_KEYS = {
     "path",
     "priority",
@@ -88,274 +104,150 @@ _ENQUEUE_KEYS = {
 }
 
 
-def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+class WorkItem(TypedDict):
+    """The one shape of a work item returned by the queue.
+
+    ``lease_token`` is set only in the items :meth:`WorkQueue.claim_ready_work` returns (the
+    fencing secret goes to the claimer alone); ``blocker_count`` is None in the items
+    :meth:`WorkQueue.enqueue_many` has just created (the database counts them).
+    """
+
+    path_id: str
+    virtual_path: str
+    status: str
+    priority: int | None
+    tags: list[str] | None
+    depends_on: str | list[str] | None
+    worker_id: str | None
+    started_at: datetime | None
+    run_after: datetime | None
+    lease_token: str | None
+    lease_expires_at: datetime | None
+    attempts: int
+    max_attempts: int
+    blocker_count: int | None
+    last_error: str | None
+    created_at: datetime | None
+    finished_at: datetime | None
 
 
-def _queue_state_of(path_id: sa.ColumnElement[Any]) -> sa.ScalarSelect[Any]:
-    return (
-        sa.select(file_metadata.c.value)
-        .where(file_metadata.c.path_id == path_id, file_metadata.c.key == "queue")
-        .scalar_subquery()
-    )
+def _check_token(lease_token: Any) -> str:
+    if not isinstance(lease_token, str) or not lease_token:
+        raise InvalidArgumentError("lease_token", lease_token, "must be a non-empty string")
+    return lease_token
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return (
-        None
-        if moment is None
-        else truncate_to_ms(to_utc(moment)).isoformat(timespec="milliseconds")
-    )
+def _validate_lease(lease_seconds: Any) -> float:
+    if (
+        isinstance(lease_seconds, bool)
+        or not isinstance(lease_seconds, (int, float))
+        or not 0 < lease_seconds <= 86_400 * 365
+    ):
+        raise InvalidArgumentError(
+            "lease_seconds", lease_seconds, "must be a positive number of seconds"
+        )
+    return float(lease_seconds)
 
 
-def _initial_state(spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "attempts": 0,
-        "max_attempts": spec["max_attempts"],
-        "run_after": _iso(spec["run_after"]),
-    }
+class WorkQueue:
+    """Queue operations over a store; see docs/work-queue.md for the state machine.
 
+    ``WorkQueue(store)``; ``nexus.connect(...)`` gives one as ``nx.queue``.
+    """
 
-def _parse_optional(value: Any) -> datetime | None:
-    return parse_timestamp(value) if isinstance(value, str) else None
-
-
-def _state_columns(change: dict[str, Any]) -> dict[str, Any]:
-    """The work_items columns a queue state object projects to (as the triggers would)."""
-    state = change["state"]
-    attempts = state.get("attempts")
-    token = state.get("lease_token")
-    columns = {
-        "pid": change["path_id"],
-        "status": change["status"],
-        "lease_token": token if isinstance(token, str) else None,
-        "lease_expires_at": _parse_optional(state.get("lease_expires_at")),
-        "run_after": _parse_optional(state.get("run_after")),
-        "attempts": attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0,
-    }
-    if "worker_id" in change:
-        columns["worker_id"] = change["worker_id"]
-        columns["started_at"] = change["started_at"]
-    return columns
-
-
-_STATE_VALUES = {
-    "status": sa.bindparam("status"),
-    "lease_token": sa.bindparam("lease_token"),
-    "lease_expires_at": sa.bindparam("lease_expires_at", type_=UTCDateTime()),
-    "run_after": sa.bindparam("run_after", type_=UTCDateTime()),
-    "attempts": sa.bindparam("attempts"),
-}
-_STATE_UPDATE = (
-    sa.update(work_items).where(work_items.c.path_id == sa.bindparam("pid")).values(_STATE_VALUES)
-)
-_CLAIM_UPDATE = (
-    sa.update(work_items)
-    .where(work_items.c.path_id == sa.bindparam("pid"))
-    .values(
-        {
-            **_STATE_VALUES,
-            "worker_id": sa.bindparam("worker_id"),
-            "started_at": sa.bindparam("started_at", type_=UTCDateTime()),
+    def __init__(
+        self, store: SQLAlchemyMetadataStore, *, retry_policy: RetryPolicy | None = None
+    ) -> None:
+        self.store = store
+        self.db = store.database
+        self.dialect = self.db.dialect
+        self.tenant_id = store.tenant_id
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._claims = {
+            (prefix, tags): claim_query(prefix, tags).sql(self.dialect)
+            for prefix in (False, True)
+            for tags in (False, True)
         }
-    )
-)
-_INSERT_WORK_ITEM = sa.insert(work_items).values(
-    {
-        "path_id": sa.bindparam("path_id"),
-        "tenant_id": sa.bindparam("tenant_id"),
-        "created_at": sa.bindparam("created_at", type_=UTCDateTime()),
-        "status": sa.bindparam("status"),
-        "priority": sa.bindparam("priority"),
-        "tags": sa.bindparam("tags", type_=JSONValue),
-        "run_after": sa.bindparam("run_after", type_=UTCDateTime()),
-        "attempts": sa.bindparam("attempts"),
-        "max_attempts": sa.bindparam("max_attempts"),
-        "unresolved_count": sa.bindparam("unresolved_count"),
-    }
-)
-_SQLITE_BYPASS_ON = sa.text("INSERT INTO nexus_projection_bypass (id) VALUES (1)")
-_SQLITE_BYPASS_OFF = sa.text("DELETE FROM nexus_projection_bypass")
-_PG_BYPASS = sa.text("SELECT set_config('nexus.bypass_projection', 'on', true)")
-_EXPIRED_LEASES = (
-    sa.select(
-        work_items.c.path_id,
-        work_items.c.worker_id,
-        work_items.c.attempts,
-        work_items.c.max_attempts,
-        _queue_state_of(work_items.c.path_id).label("queue"),
-    )
-    .where(
-        # A literal, not a bound parameter: only then can SQLite use the partial index.
-        work_items.c.status == sa.literal_column("'in_progress'"),
-        work_items.c.lease_expires_at < sa.bindparam("now", type_=UTCDateTime()),
-        # Not indexable on purpose: the partial lease index (in_progress, by expiry) must
-        # drive this, not the counts index whose (tenant_id, status) prefix looks selective
-        # to a planner without statistics and would visit every in-progress item.
-        sa.func.coalesce(work_items.c.tenant_id, "") == sa.bindparam("tenant"),
-    )
-    .order_by(work_items.c.lease_expires_at)
-    .limit(RECLAIM_BATCH)
-    .with_for_update(of=work_items, skip_locked=True)
-)
+        self._last_reclaim = 0.0
+        self._reclaim_lock = threading.Lock()
+        self._waiter: ReadyWaiter | None = None
 
+    # ------------------------------------------------------------------ plumbing
 
-class WorkQueueMixin:
-    """Queue operations; see docs/work-queue.md for the state machine."""
+    def _json(self, value: Any) -> Any:
+        """A JSON column value as Python (SQLite hands back text, psycopg decodes jsonb)."""
+        if self.db.is_postgresql or value is None:
+            return value
+        return json.loads(value)
 
-    retry_policy: RetryPolicy = RetryPolicy()
-    _ready_waiter: ReadyWaiter | None = None
+    def _sql(self, query: Query) -> str:
+        return query.sql(self.dialect)
 
-    if TYPE_CHECKING:  # provided by the store
-        dialect: str
-        tenant_id: str
-        url: str
-        _upsert_metadata_stmt: Any
+    def _array(self, values: Sequence[Any]) -> Any:
+        """A list parameter: a JSON array on SQLite, an array on PostgreSQL."""
+        return list(values) if self.db.is_postgresql else json.dumps(list(values))
 
-        def _write(self, work: Callable[[Connection], T]) -> T: ...
-
-        def _reading(self) -> Any: ...
-
-        def _path_filter(self, ref: str) -> sa.ColumnElement[bool]: ...
-
-        def _params(self, ref: str, **extra: Any) -> dict[str, Any]: ...
-
-        def _lock_dependency_writes(self, conn: Connection) -> None: ...
-
-        def _revive_deleted(
-            self, conn: Connection, paths: list[str], now: datetime | None = None
-        ) -> list[str]: ...
-
-        def _refresh_statistics(self, conn: Connection) -> None: ...
-
-        def _check_no_cycle(
-            self, conn: Connection, ref: str, path_id: str, refs: list[str]
-        ) -> None: ...
-
-        def get_ready_work(self, limit: int | None = None) -> list[dict[str, Any]]: ...
-
-    # ------------------------------------------------------------------ writing helpers
-
-    def _write_metadata(self, conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
-        if rows:
-            conn.execute(self._upsert_metadata_stmt, rows)
+    def _detail(self, detail: Mapping[str, Any] | None) -> str | None:
+        return None if detail is None else json.dumps(detail, separators=(",", ":"))
 
     def _record(
         self,
-        conn: Connection,
+        cur: Any,
         events: list[tuple[str, str, str | None, dict[str, Any] | None]],
-        now: datetime,
+        now: Any,
     ) -> None:
-        """Append (path_id, event, worker_id, detail) rows to work_history."""
+        """Append (path_id, event, worker_id, detail) history rows."""
         if events:
-            conn.execute(
-                sa.insert(work_history),
+            cur.executemany(
+                self._sql(RECORD),
                 [
                     {
                         "path_id": path_id,
-                        "tenant_id": self.tenant_id,
+                        "tenant": self.tenant_id,
                         "event": event,
-                        "at": now,
+                        "now": now,
                         "worker_id": worker_id,
-                        "detail": detail,
+                        "detail": self._detail(detail),
                     }
                     for path_id, event, worker_id, detail in events
                 ],
             )
 
-    def _tenant_filter(self, lookup_column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-        """The tenant condition for a batched lookup of file_paths by ``lookup_column``."""
-        if lookup_column is file_paths.c.path_id:
-            return tenant_of_path_is(self.tenant_id)
-        return file_paths.c.tenant_id == self.tenant_id
+    def _path_id(self, cur: Any, ref: str) -> str | None:
+        query = PATH_ID_BY_ID if is_path_id(ref) else PATH_ID_BY_PATH
+        cur.execute(self._sql(query), {"ref": ref, "tenant": self.tenant_id})
+        row = cur.fetchone()
+        return None if row is None else str(row[0])
 
-    def _item_rows(self, conn: Connection, refs: Sequence[str]) -> dict[str, Any]:
-        """Work rows of live paths (locked on PostgreSQL), keyed by the ref that found them."""
-        columns = (
-            work_items.c.path_id,
-            file_paths.c.virtual_path,
-            work_items.c.status,
-            work_items.c.lease_token,
-            work_items.c.started_at,
-            work_items.c.worker_id,
-            work_items.c.attempts,
-            work_items.c.max_attempts,
-            _queue_state_of(work_items.c.path_id).label("queue"),
-        )
-        found: dict[str, Any] = {}
-        for column, wanted in (
-            (file_paths.c.virtual_path, [r for r in refs if not is_path_id(r)]),
-            (file_paths.c.path_id, [r for r in refs if is_path_id(r)]),
-        ):
-            for chunk in _chunks(sorted(set(wanted))):
-                stmt = (
-                    sa.select(*columns)
-                    .select_from(
-                        file_paths.join(work_items, work_items.c.path_id == file_paths.c.path_id)
-                    )
-                    .where(
-                        column.in_(chunk),
-                        self._tenant_filter(column),
-                        file_paths.c.deleted_at.is_(None),
-                    )
-                    .order_by(work_items.c.path_id)
-                    .with_for_update(of=work_items)
-                )
-                for row in conn.execute(stmt):
-                    found[
-                        row.virtual_path if column is file_paths.c.virtual_path else row.path_id
-                    ] = row
-        return found
+    def _lease_lost(self, cur: Any, ref: str, token: str) -> Exception:
+        """The error for a lease not held: the path is missing, or the lease is lost."""
+        if self._path_id(cur, ref) is None:
+            return NexusFileNotFoundError(ref)
+        return LeaseLostError(ref, token)
 
-    def _lock_item(self, conn: Connection, ref: str) -> Any:
-        """The item's work row (locked on PostgreSQL); raises if the path has none."""
-        row = self._item_rows(conn, [ref]).get(ref)
-        if row is None:
-            exists = conn.execute(
-                sa.select(file_paths.c.path_id).where(self._path_filter(ref)), self._params(ref)
-            ).first()
-            if exists is None:
-                raise NexusFileNotFoundError(ref)
-            raise WorkItemNotFoundError(ref)
-        return row
-
-    @staticmethod
-    def _check_token(lease_token: Any) -> None:
-        if not isinstance(lease_token, str) or not lease_token:
-            raise InvalidArgumentError("lease_token", lease_token, "must be a non-empty string")
-
-    def _held(self, conn: Connection, ref: str, lease_token: str) -> Any:
-        return self._held_many(conn, [(ref, lease_token)])[0]
-
-    def _held_many(self, conn: Connection, leases: Sequence[tuple[str, str]]) -> list[Any]:
-        """The rows of items whose lease the caller holds; LeaseLostError on the first not held."""
-        for _, token in leases:
-            self._check_token(token)
-        rows = self._item_rows(conn, [ref for ref, _ in leases])
-        held = []
+    def _raise_not_held(self, cur: Any, leases: list[tuple[str, str]], done: set[str]) -> None:
+        """Raise for the first lease of a batch that is not held (nothing is kept then)."""
         for ref, token in leases:
-            row = rows.get(ref)
-            if row is None:
-                if (
-                    conn.execute(
-                        sa.select(file_paths.c.path_id).where(self._path_filter(ref)),
-                        self._params(ref),
-                    ).first()
-                    is None
-                ):
-                    raise NexusFileNotFoundError(ref)
-                raise LeaseLostError(ref, token)
-            if row.status != "in_progress" or row.lease_token != token:
-                raise LeaseLostError(ref, token)
-            held.append(row)
-        return held
+            path_id = ref if is_path_id(ref) else self._path_id(cur, ref)
+            if path_id not in done:
+                self._lock_held(cur, ref, token)  # raises unless this lease is held
+        ref, token = leases[0]
+        raise LeaseLostError(ref, token)  # pragma: no cover - some lease was not held
 
-    @staticmethod
-    def _queue_state(row: Any, **changes: Any) -> dict[str, Any]:
-        state = dict(row.queue) if isinstance(row.queue, dict) else {}
-        state.update(changes)
-        return state
+    def _lock_held(self, cur: Any, ref: str, token: str) -> Any:
+        cur.execute(
+            self._sql(LOCK_HELD),
+            {
+                "path_id": ref if is_path_id(ref) else None,
+                "path": None if is_path_id(ref) else ref,
+                "tenant": self.tenant_id,
+                "token": token,
+            },
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise self._lease_lost(cur, ref, token)
+        return row
 
     # ------------------------------------------------------------------ enqueue
 
@@ -370,7 +262,7 @@ class WorkQueueMixin:
         run_after: datetime | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> WorkItem:
         """Make ``path`` a work item (creating the path if absent).
 
         Enqueuing a path that is already a work item, or an ``idempotency_key`` already
@@ -404,10 +296,11 @@ class WorkQueueMixin:
         key = item.get("idempotency_key")
         if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
             raise InvalidArgumentError("idempotency_key", key, "must be a string of 1-255 chars")
+        depends_on = validate_depends_on(item.get("depends_on"))
         return {
             "path": validate_path(item.get("path")),
             "priority": validate_priority(item.get("priority")),
-            "depends_on": validate_depends_on(item.get("depends_on")),
+            "depends_on": depends_on,
             "tags": validate_tags(item.get("tags")),
             "status": validate_status(item.get("status", "ready")),
             "run_after": run_after,
@@ -417,248 +310,77 @@ class WorkQueueMixin:
             "idempotency_key": key,
         }
 
-    def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[WorkItem]:
         """Enqueue a batch (a whole DAG: nodes and ``depends_on`` edges) in one transaction.
 
         Returns one item per input, in order. Everything is validated before anything is
-        written; a dependency cycle anywhere rejects the whole batch.
+        written; a dependency cycle anywhere — inside the batch or through items already
+        stored — rejects the whole batch.
         """
         specs = [self._validate_spec(item) for item in items]
         if not specs:
             return []
+        return self.store.write(lambda conn: self._enqueue(conn, specs))
 
-        def work(conn: Connection) -> list[dict[str, Any]]:
-            now = utcnow()
-            self._lock_dependency_writes(conn)
-            # Idempotency keys already used point at their existing items.
-            keyed = [s["idempotency_key"] for s in specs if s["idempotency_key"]]
-            known_keys: dict[str, str] = {}
-            for chunk in _chunks(keyed):
-                for key, path in conn.execute(
-                    sa.select(work_idempotency.c.idempotency_key, file_paths.c.virtual_path)
-                    .join(file_paths, file_paths.c.path_id == work_idempotency.c.path_id)
-                    .where(
-                        work_idempotency.c.tenant_id == self.tenant_id,
-                        work_idempotency.c.idempotency_key.in_(chunk),
-                    )
-                ):
-                    known_keys[key] = path
-            result_paths = [known_keys.get(s["idempotency_key"], s["path"]) for s in specs]
-            fresh: dict[str, dict[str, Any]] = {}
-            for spec in specs:
-                if spec["idempotency_key"] not in known_keys:
-                    fresh.setdefault(spec["path"], spec)
-            path_ids, blank = self._ensure_paths(conn, list(fresh), now)
-            if len(fresh) >= STATISTICS_BATCH:
-                self._refresh_statistics(conn)
-            already = self._paths_with_status(
-                conn, [path_ids[p] for p in fresh if path_ids[p] not in blank]
-            )
-            new = {p: s for p, s in fresh.items() if path_ids[p] not in already}
-            if new:
-                self._write_new_items(conn, new, path_ids, blank, now)
-            return self._items_by_path(conn, result_paths, path_ids)
-
-        return self._write(work)
-
-    def _ensure_paths(
-        self, conn: Connection, paths: list[str], now: datetime
-    ) -> tuple[dict[str, str], set[str]]:
-        """Create missing paths and revive soft-deleted ones (empty).
-
-        Returns path -> path_id, and the path_ids that are blank: created or revived here, so
-        they carry no metadata yet. Only paths that already existed are looked up.
-        """
-        insert = (
-            postgresql.insert(file_paths)
-            if self.dialect == "postgresql"
-            else sqlite.insert(file_paths)
+    def _enqueue(self, conn: Connection, specs: list[dict[str, Any]]) -> list[WorkItem]:
+        store = self.store
+        now = truncate_to_ms(utcnow())
+        if any(s["depends_on"] is not None for s in specs):
+            store.lock_dependency_writes(conn)
+        # Idempotency keys already used point at their existing items.
+        keyed = [s["idempotency_key"] for s in specs if s["idempotency_key"]]
+        known_keys = self._known_keys(conn, keyed) if keyed else {}
+        fresh: dict[str, dict[str, Any]] = {}
+        for spec in specs:
+            if spec["idempotency_key"] not in known_keys:
+                fresh.setdefault(spec["path"], spec)
+        path_ids, blank = store.ensure_paths(conn, list(fresh), now)
+        existing = store.paths_with_key(
+            conn, [path_ids[p] for p in fresh if path_ids[p] not in blank], "status"
         )
-        found: dict[str, str] = {}
-        if paths:
-            stmt = insert.on_conflict_do_nothing(
-                index_elements=["tenant_id", "virtual_path"]
-            ).returning(file_paths.c.path_id, file_paths.c.virtual_path)
-            rows = [
-                {
-                    "path_id": new_path_id(),
-                    "tenant_id": self.tenant_id,
-                    "virtual_path": path,
-                    "size_bytes": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for path in paths
-            ]
-            for batch in _chunks(rows, CHUNK * 10):
-                for path_id, path in conn.execute(stmt, list(batch)):
-                    found[path] = path_id
-        blank = set(found.values())
-        existed = [path for path in paths if path not in found]
-        if existed:
-            self._refresh_statistics(conn)
-            blank.update(self._revive_deleted(conn, existed, now))
-            for chunk in _chunks(existed):
-                for path_id, path in conn.execute(
-                    sa.select(file_paths.c.path_id, file_paths.c.virtual_path).where(
-                        file_paths.c.tenant_id == self.tenant_id,
-                        file_paths.c.virtual_path.in_(chunk),
-                    )
-                ):
-                    found[path] = path_id
-        return found, blank
-
-    def _paths_with_status(self, conn: Connection, path_ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(path_ids):
-            found.update(
-                conn.execute(
-                    sa.select(file_metadata.c.path_id).where(
-                        file_metadata.c.key == "status", file_metadata.c.path_id.in_(chunk)
-                    )
-                ).scalars()
-            )
-        return found
-
-    def _write_new_items(
-        self,
-        conn: Connection,
-        new: dict[str, dict[str, Any]],
-        path_ids: dict[str, str],
-        blank: set[str],
-        now: datetime,
-    ) -> None:
-        self._check_batch_acyclic(conn, new, path_ids)
-        history: list[tuple[str, str, str | None, dict[str, Any] | None]] = [
-            (path_ids[p], "enqueued", None, {"status": s["status"]}) for p, s in new.items()
+        new = {p: s for p, s in fresh.items() if path_ids[p] not in existing}
+        if new:
+            self._check_batch_acyclic(new, path_ids)
+            self._write_new_items(conn, new, path_ids, now)
+        results: dict[str, WorkItem] = {
+            path: self._new_item(spec, path_ids[path], now) for path, spec in new.items()
+        }
+        wanted = [
+            known_keys.get(s["idempotency_key"], s["path"])
+            for s in specs
+            if known_keys.get(s["idempotency_key"], s["path"]) not in results
         ]
-        keys = [
-            {
-                "tenant_id": self.tenant_id,
-                "idempotency_key": s["idempotency_key"],
-                "path_id": path_ids[p],
-            }
-            for p, s in new.items()
-            if s["idempotency_key"]
-        ]
-        # Paths that already existed may carry metadata from before: the triggers project
-        # them (and must run before the bypass, which lasts to the end of the transaction on
-        # PostgreSQL). Blank paths are projected here directly, which is much faster.
-        existing = {p: s for p, s in new.items() if path_ids[p] not in blank}
-        fresh = {p: s for p, s in new.items() if path_ids[p] in blank}
-        if existing:
-            rows, status_rows = self._item_metadata(existing, path_ids)
-            self._write_metadata(conn, rows + status_rows, now)
-        if fresh:
-            self._project_fresh_items(conn, fresh, path_ids, now)
-        if keys:
-            conn.execute(sa.insert(work_idempotency), keys)
-        self._record(conn, history, now)
+        for path in dict.fromkeys(wanted):
+            row = conn.exec_driver_sql(
+                self._sql(ITEM_BY_PATH), {"ref": path, "tenant": self.tenant_id}
+            ).first()
+            if row is None:  # pragma: no cover - the path was just found or made
+                raise WorkItemNotFoundError(path)
+            results[path] = self._item(row)
+        return [results[known_keys.get(s["idempotency_key"], s["path"])] for s in specs]
 
-    @staticmethod
-    def _item_metadata(
-        specs: dict[str, dict[str, Any]], path_ids: dict[str, str]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        rows: list[dict[str, Any]] = []
-        status_rows: list[dict[str, Any]] = []
-        for path, spec in specs.items():
-            path_id = path_ids[path]
-            for key in ("priority", "tags", "depends_on"):
-                if spec[key] is not None:
-                    rows.append({"path_id": path_id, "key": key, "value": spec[key]})
-            rows.append({"path_id": path_id, "key": "queue", "value": _initial_state(spec)})
-            # Status last: its trigger builds the work row from every key at once.
-            status_rows.append({"path_id": path_id, "key": "status", "value": spec["status"]})
-        return rows, status_rows
+    def _known_keys(self, conn: Connection, keys: list[str]) -> dict[str, str]:
+        from nexus.storage.schema import file_paths
 
-    def _project_fresh_items(
-        self,
-        conn: Connection,
-        fresh: dict[str, dict[str, Any]],
-        path_ids: dict[str, str],
-        now: datetime,
-    ) -> None:
-        """Write work_items rows and dependency edges of blank paths directly."""
-        edges = [
-            {"path_id": path_ids[path], "depends_on_ref": ref, "tenant_id": self.tenant_id}
-            for path, spec in fresh.items()
-            for ref in dependency_refs(spec["depends_on"])
-        ]
-        completed = self._completed_refs(
-            conn, fresh, path_ids, [e["depends_on_ref"] for e in edges]
-        )
-        work_rows = []
-        for path, spec in fresh.items():
-            refs = dependency_refs(spec["depends_on"])
-            work_rows.append(
-                {
-                    "path_id": path_ids[path],
-                    "tenant_id": self.tenant_id,
-                    "created_at": now,
-                    "status": spec["status"],
-                    "priority": spec["priority"],
-                    "tags": spec["tags"],
-                    "run_after": truncate_to_ms(to_utc(spec["run_after"]))
-                    if spec["run_after"]
-                    else None,
-                    "attempts": 0,
-                    "max_attempts": spec["max_attempts"],
-                    "unresolved_count": sum(1 for ref in refs if ref not in completed),
-                }
-            )
-        rows, status_rows = self._item_metadata(fresh, path_ids)
-        with self._projection_bypassed(conn):
-            for chunk in _chunks(work_rows, CHUNK * 10):
-                conn.execute(_INSERT_WORK_ITEM, list(chunk))
-            for chunk in _chunks(edges, CHUNK * 10):
-                conn.execute(sa.insert(work_dependencies), list(chunk))
-            # Status rows still fire the refresh of dependents (an item enqueued as completed
-            # resolves what already waits for it); they read the rows written above.
-            self._write_metadata(conn, rows + status_rows, now)
-
-    def _completed_refs(
-        self,
-        conn: Connection,
-        fresh: dict[str, dict[str, Any]],
-        path_ids: dict[str, str],
-        refs: list[str],
-    ) -> set[str]:
-        """The refs (paths or path_ids) whose target is a completed work item."""
-        if not refs:
-            return set()
-        if self.dialect == "postgresql":
-            # The same protocol as the triggers: serialise with concurrent status changes of
-            # these targets, then read their statuses in a fresh statement.
-            conn.execute(sa.text("SELECT nexus_lock_refs(:refs)"), {"refs": sorted(set(refs))})
-        completed: set[str] = set()
-        for path, spec in fresh.items():
-            if spec["status"] == "completed":
-                completed.update((path, path_ids[path]))
-        outside = sorted({r for r in refs if r not in fresh and r not in path_ids.values()})
-        by_id = [r for r in outside if is_path_id(r)]
-        by_path = [r for r in outside if not is_path_id(r)]
-        for column, wanted in ((file_paths.c.path_id, by_id), (file_paths.c.virtual_path, by_path)):
-            for chunk in _chunks(wanted):
-                completed.update(
-                    conn.execute(
-                        sa.select(column)
-                        .select_from(
-                            file_paths.join(
-                                work_items, work_items.c.path_id == file_paths.c.path_id
-                            )
-                        )
-                        .where(
-                            column.in_(chunk),
-                            self._tenant_filter(column),
-                            work_items.c.status == "completed",
-                        )
-                    ).scalars()
+        known: dict[str, str] = {}
+        for start in range(0, len(keys), CHUNK):
+            for key, path in conn.execute(
+                sa.select(work_idempotency.c.idempotency_key, file_paths.c.virtual_path)
+                .join(file_paths, file_paths.c.path_id == work_idempotency.c.path_id)
+                .where(
+                    work_idempotency.c.tenant_id == self.tenant_id,
+                    work_idempotency.c.idempotency_key.in_(keys[start : start + CHUNK]),
                 )
-        return completed
+            ):
+                known[key] = path
+        return known
 
     def _check_batch_acyclic(
-        self, conn: Connection, new: dict[str, dict[str, Any]], path_ids: dict[str, str]
+        self, new: dict[str, dict[str, Any]], path_ids: dict[str, str]
     ) -> None:
+        """Reject self-references and cycles among the batch's own edges (cheap, in Python);
+        cycles through stored items are checked against the stored graph once it holds the
+        batch's edges (:meth:`_write_new_items`)."""
         by_id = {path_ids[path]: path for path in new}
         graph: dict[str, list[str]] = {}
         for path, spec in new.items():
@@ -670,7 +392,6 @@ class WorkQueueMixin:
                 if target in new:
                     targets.append(target)
             graph[path] = targets
-        # Iterative DFS over the batch's own edges.
         state: dict[str, int] = {}
         for root in graph:
             if state.get(root):
@@ -688,287 +409,278 @@ class WorkQueueMixin:
                 elif not state.get(child):
                     state[child] = 1
                     stack.append((child, iter(graph[child])))
-        # Cycles through existing items need an existing edge naming a new path.
-        external = False
-        for chunk in _chunks(list(new)):
-            if conn.execute(
-                sa.select(work_dependencies.c.path_id)
-                .where(
-                    work_dependencies.c.depends_on_ref.in_(chunk),
-                    work_dependencies.c.tenant_id == self.tenant_id,
-                )
-                .limit(1)
-            ).first():
-                external = True
-                break
-        if external:
-            for path, spec in new.items():
-                refs = dependency_refs(spec["depends_on"])
-                if refs:
-                    self._check_no_cycle(conn, path, path_ids[path], refs)
+
+    def _write_new_items(
+        self,
+        conn: Connection,
+        new: dict[str, dict[str, Any]],
+        path_ids: dict[str, str],
+        now: datetime,
+    ) -> None:
+        store = self.store
+        rows: list[dict[str, Any]] = []
+        status_rows: list[dict[str, Any]] = []
+        for path, spec in new.items():
+            path_id = path_ids[path]
+            for key in ("priority", "tags", "depends_on"):
+                if spec[key] is not None:
+                    rows.append({"path_id": path_id, "key": key, "value": spec[key]})
+            status_rows.append({"path_id": path_id, "key": "status", "value": spec["status"]})
+        # Status last: on SQLite its trigger builds each work row once, from every key.
+        store.write_metadata_rows(conn, rows + status_rows)
+        # A cycle through stored items needs a stored edge naming a new path; only then is
+        # the (now complete) stored graph walked from each new item.
+        with_deps = [(p, s) for p, s in new.items() if s["depends_on"] is not None]
+        if with_deps and store.is_referenced(conn, list(new), self.tenant_id):
+            for path, spec in with_deps:
+                store.check_no_cycle(
+                    conn, path, path_ids[path], dependency_refs(spec["depends_on"]),
+                    spec["depends_on"],
+                )  # fmt: skip
+        settings = [
+            {
+                "path_id": path_ids[path],
+                "max_attempts": spec["max_attempts"],
+                "run_after": self.db.timestamp(spec["run_after"]) if spec["run_after"] else None,
+            }
+            for path, spec in new.items()
+            if spec["run_after"] is not None or spec["max_attempts"] != DEFAULT_MAX_ATTEMPTS
+        ]
+        if settings:
+            conn.exec_driver_sql(self._sql(SET_QUEUE_COLUMNS), settings)
+        keys = [
+            {
+                "tenant_id": self.tenant_id,
+                "idempotency_key": spec["idempotency_key"],
+                "path_id": path_ids[path],
+            }
+            for path, spec in new.items()
+            if spec["idempotency_key"]
+        ]
+        if keys:
+            conn.execute(sa.insert(work_idempotency), keys)
+
+    def _new_item(self, spec: dict[str, Any], path_id: str, now: datetime) -> WorkItem:
+        run_after = spec["run_after"]
+        return {
+            "path_id": path_id,
+            "virtual_path": spec["path"],
+            "status": spec["status"],
+            "priority": spec["priority"],
+            "tags": spec["tags"],
+            "depends_on": spec["depends_on"],
+            "worker_id": None,
+            "started_at": None,
+            "run_after": self.db.read_timestamp(self.db.timestamp(run_after))
+            if run_after
+            else None,
+            "lease_token": None,
+            "lease_expires_at": None,
+            "attempts": 0,
+            "max_attempts": spec["max_attempts"],
+            "blocker_count": None,
+            "last_error": None,
+            "created_at": None,
+            "finished_at": None,
+        }
 
     # ------------------------------------------------------------------ reading items
 
-    def _item_query(self) -> sa.Select[Any]:
-        depends = (
-            sa.select(file_metadata.c.value)
-            .where(
-                file_metadata.c.path_id == work_items.c.path_id, file_metadata.c.key == "depends_on"
-            )
-            .scalar_subquery()
-        )
-        return sa.select(
-            work_items.c.path_id,
-            file_paths.c.virtual_path,
-            work_items.c.status,
-            work_items.c.priority,
-            work_items.c.tags,
-            depends.label("depends_on"),
-            work_items.c.worker_id,
-            work_items.c.started_at,
-            work_items.c.run_after,
-            work_items.c.lease_expires_at,
-            work_items.c.attempts,
-            work_items.c.max_attempts,
-            work_items.c.unresolved_count.label("blocker_count"),
-            work_items.c.created_at,
-            _queue_state_of(work_items.c.path_id).label("queue"),
-        ).select_from(file_paths.join(work_items, work_items.c.path_id == file_paths.c.path_id))
+    def _item(self, row: Any) -> WorkItem:
+        read = self.db.read_timestamp
+        return {
+            "path_id": row[0],
+            "virtual_path": row[1],
+            "status": row[2],
+            "priority": row[3],
+            "tags": self._json(row[4]),
+            "depends_on": self._json(row[5]),
+            "worker_id": row[6],
+            "started_at": read(row[7]),
+            "run_after": read(row[8]),
+            "lease_token": None,
+            "lease_expires_at": read(row[9]),
+            "attempts": row[10],
+            "max_attempts": row[11] or DEFAULT_MAX_ATTEMPTS,
+            "blocker_count": row[12],
+            "last_error": row[13],
+            "created_at": read(row[14]),
+            "finished_at": read(row[15]),
+        }
 
-    @staticmethod
-    def _item_dict(row: Any) -> dict[str, Any]:
-        item = dict(row._mapping)
-        state = item.pop("queue") or {}
-        item["last_error"] = state.get("last_error") if isinstance(state, dict) else None
-        return item
-
-    def _items_by_path(
-        self, conn: Connection, paths: list[str], path_ids: dict[str, str] | None = None
-    ) -> list[dict[str, Any]]:
-        """Items in the order of ``paths``; by primary key where the path_id is known."""
-        known = path_ids or {}
-        found: dict[str, dict[str, Any]] = {}
-        unique = list(dict.fromkeys(paths))
-        by_id = [known[p] for p in unique if p in known]
-        by_path = [p for p in unique if p not in known]
-        for column, wanted in ((file_paths.c.path_id, by_id), (file_paths.c.virtual_path, by_path)):
-            for chunk in _chunks(wanted):
-                for row in conn.execute(
-                    self._item_query().where(
-                        column.in_(chunk),
-                        self._tenant_filter(column),
-                        file_paths.c.deleted_at.is_(None),
-                    )
-                ):
-                    found[row.virtual_path] = self._item_dict(row)
-        return [found[path] for path in paths]
-
-    def get_work_item(self, path: str) -> dict[str, Any] | None:
-        """The work item at ``path`` (status, priority, attempts, lease, last_error...)."""
+    def get_work_item(self, path: str) -> WorkItem | None:
+        """The work item at ``path`` (status, priority, attempts, lease expiry, last_error...)."""
         ref = validate_path_or_id(path)
-        with self._reading() as conn:
-            row = conn.execute(
-                self._item_query().where(self._path_filter(ref)), self._params(ref)
-            ).first()
-        return None if row is None else self._item_dict(row)
+        query = ITEM_BY_ID if is_path_id(ref) else ITEM_BY_PATH
 
-    # ------------------------------------------------------------------ claims and leases
-    #
-    # The hot paths write work_items themselves (typed values, one UPDATE per batch) and the
-    # matching file_metadata rows, with the projection triggers switched off for their own
-    # transaction only; file_metadata stays the source of truth and the two always agree.
+        def work(cur: Any) -> WorkItem | None:
+            cur.execute(self._sql(query), {"ref": ref, "tenant": self.tenant_id})
+            row = cur.fetchone()
+            return None if row is None else self._item(row)
 
-    @contextmanager
-    def _projection_bypassed(self, conn: Connection) -> Iterator[None]:
-        if self.dialect == "postgresql":
-            # Transaction-local: it ends with the transaction, so no reset round trip. The
-            # queue's transactions make no trigger-projected writes after their transitions.
-            conn.execute(_PG_BYPASS)
-            yield
-        else:
-            conn.execute(_SQLITE_BYPASS_ON)
-            try:
-                yield
-            finally:
-                conn.execute(_SQLITE_BYPASS_OFF)
+        return self.db.transaction(work, write=False)
 
-    def _transition(self, conn: Connection, changes: list[dict[str, Any]], now: datetime) -> None:
-        """Apply status/queue-state changes: ``{"path_id", "status", "state"}`` plus, for
-        claims, ``"worker_id"`` and ``"started_at"``, and optionally ``"result"``."""
-        if not changes:
-            return
-        claims = [c for c in changes if "worker_id" in c]
-        others = [c for c in changes if "worker_id" not in c]
-        rows: list[dict[str, Any]] = []
-        status_rows: list[dict[str, Any]] = []
-        with self._projection_bypassed(conn):
-            for stmt, batch in ((_CLAIM_UPDATE, claims), (_STATE_UPDATE, others)):
-                if batch:
-                    conn.execute(stmt, [_state_columns(c) for c in batch])
-            for change in changes:
-                path_id = change["path_id"]
-                rows.append({"path_id": path_id, "key": "queue", "value": change["state"]})
-                if "worker_id" in change:
-                    rows.append(
-                        {"path_id": path_id, "key": "worker_id", "value": change["worker_id"]}
-                    )
-                    rows.append(
-                        {
-                            "path_id": path_id,
-                            "key": "started_at",
-                            "value": change["started_at"].isoformat(timespec="milliseconds"),
-                        }
-                    )
-                if change.get("result") is not None:
-                    rows.append({"path_id": path_id, "key": "result", "value": change["result"]})
-                status_rows.append({"path_id": path_id, "key": "status", "value": change["status"]})
-            # Status rows last: their trigger refreshes the blocker counts of dependents from
-            # the work_items rows written above.
-            self._write_metadata(conn, rows + status_rows, now)
+    # ------------------------------------------------------------------ claims
 
     def claim_ready_work(
         self,
         worker_id: str,
         *,
         limit: int = 1,
-        lease_seconds: float = 300,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         tags: list[str] | None = None,
         path_prefix: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[WorkItem]:
         """Atomically move up to ``limit`` items, in ``ready_work_items`` order, to in_progress.
 
         Each returned item carries a ``lease_token`` that heartbeat/complete/fail/release
-        need. Expired leases are reclaimed first, so no sweeper process is required.
-        ``tags`` keeps items having at least one of the tags; ``path_prefix`` keeps paths
-        starting with it.
+        need. Expired leases are reclaimed first (looked for at most every
+        ``RECLAIM_INTERVAL`` seconds), so no sweeper process is required. ``tags`` keeps
+        items having at least one of the tags; ``path_prefix`` keeps paths starting with it.
         """
         if not isinstance(worker_id, str) or not worker_id:
             raise InvalidArgumentError("worker_id", worker_id, "must be a non-empty string")
         validate_positive_int("limit", limit)
-        lease = self._validate_lease(lease_seconds)
+        lease = _validate_lease(lease_seconds)
         wanted_tags = validate_tags(tags)
         prefix = validate_prefix(path_prefix) if path_prefix is not None else None
-
-        view = ready_work_items
-        stmt = sa.select(
-            view.c.path_id,
-            view.c.virtual_path,
-            view.c.priority,
-            view.c.created_at,
-            _queue_state_of(view.c.path_id).label("queue"),
-        ).where(sa.func.coalesce(view.c.tenant_id, "") == self.tenant_id)  # see _view
+        sql = self._claims[(prefix is not None, bool(wanted_tags))]
+        now_dt = truncate_to_ms(utcnow())
+        expires_dt = now_dt + timedelta(seconds=lease)
+        now, expires = self.db.timestamp(now_dt), self.db.timestamp(expires_dt)
+        params: dict[str, Any] = {
+            "worker": worker_id,
+            "now": now,
+            "expires": expires,
+            "lease": lease,
+            "tenant": self.tenant_id,
+            "limit": limit,
+        }
         if prefix is not None:
-            stmt = stmt.where(sa.func.substr(view.c.virtual_path, 1, len(prefix)) == prefix)
+            params["prefix"] = prefix
         if wanted_tags:
-            stmt = stmt.where(self._has_any_tag(view.c.path_id, wanted_tags))
-        stmt = stmt.limit(limit).with_for_update(of=view, skip_locked=True)
+            params["tags"] = self._array(wanted_tags)
+        reclaim = self._reclaim_due()
 
-        def work(conn: Connection) -> list[dict[str, Any]]:
-            now = truncate_to_ms(utcnow())
-            self._reclaim(conn, now)
-            picked = conn.execute(stmt).all()
-            expires = now + timedelta(seconds=lease)
-            changes: list[dict[str, Any]] = []
-            history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
-            claimed = []
-            for row in picked:
-                state = dict(row.queue) if isinstance(row.queue, dict) else {}
-                attempt = int(state.get("attempts") or 0) + 1
-                token = uuid.uuid4().hex
-                state.update(
-                    attempts=attempt,
-                    lease_token=token,
-                    lease_expires_at=expires.isoformat(timespec="milliseconds"),
-                    lease_seconds=lease,
-                    run_after=None,
+        def work(cur: Any) -> list[WorkItem]:
+            if reclaim:
+                self._reclaim(cur, now)
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+            if not self.db.is_postgresql and rows:
+                self._record(
+                    cur,
+                    [
+                        (
+                            row[0],
+                            "claimed",
+                            worker_id,
+                            {
+                                "attempt": row[6],
+                                "wait_seconds": self._seconds_between(row[2], now_dt),
+                            },
+                        )
+                        for row in rows
+                    ],
+                    now,
                 )
-                state.setdefault("max_attempts", DEFAULT_MAX_ATTEMPTS)
-                changes.append(
-                    {
-                        "path_id": row.path_id,
-                        "status": "in_progress",
-                        "state": state,
-                        "worker_id": worker_id,
-                        "started_at": now,
-                    }
-                )
-                wait = (now - row.created_at).total_seconds()
-                history.append(
-                    (row.path_id, "claimed", worker_id, {"attempt": attempt, "wait_seconds": wait})
-                )
-                claimed.append(
-                    {
-                        "path_id": row.path_id,
-                        "virtual_path": row.virtual_path,
-                        "priority": row.priority,
-                        "status": "in_progress",
-                        "worker_id": worker_id,
-                        "started_at": now,
-                        "lease_token": token,
-                        "lease_expires_at": expires,
-                        "attempts": attempt,
-                        "max_attempts": state["max_attempts"],
-                    }
-                )
-            self._transition(conn, changes, now)
-            self._record(conn, history, now)
-            return claimed
+            return [self._claimed(row, worker_id, now_dt) for row in rows]
 
-        return self._write(work)
-
-    def _has_any_tag(
-        self, path_id: sa.ColumnElement[Any], tags: list[str]
-    ) -> sa.ColumnElement[bool]:
-        item_tags = sa.select(work_items.c.tags).where(work_items.c.path_id == path_id)
-        if self.dialect == "postgresql":
-            return sa.exists(
-                item_tags.where(
-                    work_items.c.tags.op("?|")(sa.cast(sa.literal(tags), sa.ARRAY(sa.Text())))
-                )
-            )
-        each = sa.func.json_each(work_items.c.tags).table_valued("value")
-        return sa.exists(
-            sa.select(sa.literal(1))
-            .select_from(work_items.join(each, sa.true()))
-            .where(work_items.c.path_id == path_id, each.c.value.in_(tags))
+        items = self.db.transaction(work)
+        items.sort(
+            key=lambda i: (i["priority"] is None, i["priority"] or 0, i["created_at"], i["path_id"])
         )
+        return items
 
-    @staticmethod
-    def _validate_lease(lease_seconds: Any) -> float:
-        if (
-            isinstance(lease_seconds, bool)
-            or not isinstance(lease_seconds, (int, float))
-            or not 0 < lease_seconds <= 86_400 * 365
-        ):
-            raise InvalidArgumentError(
-                "lease_seconds", lease_seconds, "must be a positive number of seconds"
+    def _seconds_between(self, start: Any, end: datetime) -> float | None:
+        moment = self.db.read_timestamp(start)
+        return None if moment is None else (end - moment).total_seconds()
+
+    def _claimed(self, row: Any, worker_id: str, now: datetime) -> WorkItem:
+        read = self.db.read_timestamp
+        return {
+            "path_id": row[0],
+            "virtual_path": row[8],
+            "status": "in_progress",
+            "priority": row[1],
+            "tags": self._json(row[3]),
+            "depends_on": None,
+            "worker_id": worker_id,
+            "started_at": now,
+            "run_after": None,
+            "lease_token": row[4],
+            "lease_expires_at": read(row[5]),
+            "attempts": row[6],
+            "max_attempts": row[7] or DEFAULT_MAX_ATTEMPTS,
+            "blocker_count": 0,
+            "last_error": None,
+            "created_at": read(row[2]),
+            "finished_at": None,
+        }
+
+    def _reclaim_due(self) -> bool:
+        moment = time.monotonic()
+        with self._reclaim_lock:
+            if moment - self._last_reclaim < RECLAIM_INTERVAL:
+                return False
+            self._last_reclaim = moment
+            return True
+
+    def _reclaim(self, cur: Any, now: Any) -> int:
+        cur.execute(
+            self._sql(RECLAIM), {"now": now, "tenant": self.tenant_id, "batch": RECLAIM_BATCH}
+        )
+        rows = cur.fetchall()
+        if not self.db.is_postgresql and rows:
+            self._record(
+                cur,
+                [(r[0], "reclaimed", r[2], {"to": r[1], "attempt": r[3]}) for r in rows],
+                now,
             )
-        return float(lease_seconds)
+        return len(rows)
+
+    def reclaim_expired_leases(self) -> int:
+        """Return expired in_progress items to ready (or failed when out of attempts)."""
+        total = 0
+        while True:
+            now = self.db.timestamp(truncate_to_ms(utcnow()))
+            count = self.db.transaction(lambda cur, at=now: self._reclaim(cur, at))
+            total += count
+            if count < RECLAIM_BATCH:
+                return total
+
+    # ------------------------------------------------------------------ leases
 
     def heartbeat(
         self, path: str, lease_token: str, *, lease_seconds: float | None = None
     ) -> datetime:
         """Extend the lease (by ``lease_seconds``, default the claim's); returns the new expiry."""
         ref = validate_path_or_id(path)
-        lease = None if lease_seconds is None else self._validate_lease(lease_seconds)
+        token = _check_token(lease_token)
+        lease = None if lease_seconds is None else _validate_lease(lease_seconds)
 
-        def work(conn: Connection) -> datetime:
-            now = truncate_to_ms(utcnow())
-            row = self._held(conn, ref, lease_token)
-            seconds = lease or float(self._queue_state(row).get("lease_seconds") or 300)
-            expires = now + timedelta(seconds=seconds)
-            state = self._queue_state(
-                row, lease_expires_at=expires.isoformat(timespec="milliseconds")
-            )
-            self._transition(
-                conn, [{"path_id": row.path_id, "status": "in_progress", "state": state}], now
+        def work(cur: Any) -> datetime:
+            now_dt = truncate_to_ms(utcnow())
+            row = self._lock_held(cur, ref, token)
+            seconds = lease or float(row[4] or DEFAULT_LEASE_SECONDS)
+            expires = now_dt + timedelta(seconds=seconds)
+            cur.execute(
+                self._sql(EXTEND_LEASE),
+                {
+                    "expires": self.db.timestamp(expires),
+                    "lease": seconds,
+                    "path_id": row[0],
+                    "token": token,
+                },
             )
             self._record(
-                conn, [(row.path_id, "heartbeat", row.worker_id, {"lease_seconds": seconds})], now
+                cur,
+                [(row[0], "heartbeat", row[1], {"lease_seconds": seconds})],
+                self.db.timestamp(now_dt),
             )
             return expires
 
-        return self._write(work)
+        return self.db.transaction(work)
 
     def complete_work(self, path: str, lease_token: str, *, result: Any = None) -> list[str]:
         """Mark the item completed; returns the blocked dependents promoted to ready."""
@@ -979,86 +691,80 @@ class WorkQueueMixin:
     ) -> list[str]:
         """Complete several held items in one transaction (all or nothing); returns the
         blocked dependents promoted to ready. Durable when it returns."""
-        work_list = []
+        leases: list[tuple[str, str]] = []
+        results: list[tuple[str, Any]] = []
         for item in items:
-            path, token = item[0], item[1]
-            result = item[2] if len(item) > 2 else None
-            if result is not None:
-                validate_metadata("result", result)
-            work_list.append((validate_path_or_id(path), token, result))
-        # A stable order keeps concurrent batches from deadlocking on PostgreSQL.
-        work_list.sort(key=lambda entry: entry[0])
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+                raise InvalidArgumentError(
+                    "item", item, "must be a (path, lease_token) or (path, lease_token, result)"
+                )
+            ref, token = validate_path_or_id(item[0]), _check_token(item[1])
+            leases.append((ref, token))
+            if len(item) == 3 and item[2] is not None:
+                results.append((ref, validate_metadata("result", item[2])))
+        if len({ref for ref, _ in leases}) != len(leases):
+            raise InvalidArgumentError("items", leases, "name the same item more than once")
+        if not leases:
+            return []
+        leases.sort()  # a stable order keeps concurrent batches from deadlocking
+        now_dt = truncate_to_ms(utcnow())
+        now = self.db.timestamp(now_dt)
+        if self.db.is_postgresql:
+            params: dict[str, Any] = {
+                "ids": [ref if is_path_id(ref) else None for ref, _ in leases],
+                "paths": [None if is_path_id(ref) else ref for ref, _ in leases],
+                "tokens": [token for _, token in leases],
+                "n": len(leases),
+            }
+        else:
+            params = {
+                "leases": json.dumps(
+                    [
+                        [ref if is_path_id(ref) else None, None if is_path_id(ref) else ref, tok]
+                        for ref, tok in leases
+                    ]
+                )
+            }
+        params.update(now=now, tenant=self.tenant_id)
 
-        def work(conn: Connection) -> list[str]:
-            now = truncate_to_ms(utcnow())
-            changes: list[dict[str, Any]] = []
-            history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
-            done: list[tuple[str, str]] = []
-            held = self._held_many(conn, [(ref, token) for ref, token, _ in work_list])
-            for row, (_, _, result) in zip(held, work_list, strict=True):
-                state = self._queue_state(row, lease_token=None, lease_expires_at=None)
-                changes.append(
-                    {
-                        "path_id": row.path_id,
-                        "status": "completed",
-                        "state": state,
-                        "result": result,
-                    }
+        def work(cur: Any) -> list[str]:
+            cur.execute(self._sql(COMPLETE), params)
+            done = cur.fetchall()
+            if len(done) != len(leases):
+                self._raise_not_held(cur, leases, {row[0] for row in done})
+            if not self.db.is_postgresql:
+                self._record(
+                    cur,
+                    [
+                        (
+                            path_id,
+                            "completed",
+                            worker_id,
+                            {
+                                "attempt": attempts,
+                                "run_seconds": self._seconds_between(started_at, now_dt),
+                            },
+                        )
+                        for path_id, worker_id, attempts, started_at, _ in done
+                    ],
+                    now,
                 )
-                run = (now - row.started_at).total_seconds() if row.started_at else None
-                history.append(
-                    (
-                        row.path_id,
-                        "completed",
-                        row.worker_id,
-                        {"attempt": row.attempts, "run_seconds": run},
-                    )
+            if results:
+                ids = {
+                    ref: ref if is_path_id(ref) else self._path_id(cur, ref) for ref, _ in results
+                }
+                self.store.write_metadata_driver(
+                    cur, [(str(ids[ref]), "result", value) for ref, value in results]
                 )
-                done.append((row.path_id, row.virtual_path))
-            self._transition(conn, changes, now)
-            self._record(conn, history, now)
-            return self._promote(conn, done, now)
-
-        return self._write(work)
-
-    def _promote(self, conn: Connection, done: list[tuple[str, str]], now: datetime) -> list[str]:
-        """Dependents with status blocked and nothing left unresolved become ready."""
-        refs = [ref for pair in done for ref in pair]
-        promoted: dict[str, tuple[str, Any]] = {}
-        for chunk in _chunks(refs):
-            for path_id, path, state in conn.execute(
-                sa.select(
-                    work_items.c.path_id,
-                    file_paths.c.virtual_path,
-                    _queue_state_of(work_items.c.path_id),
-                )
-                .select_from(
-                    work_dependencies.join(
-                        work_items, work_items.c.path_id == work_dependencies.c.path_id
-                    ).join(file_paths, file_paths.c.path_id == work_items.c.path_id)
-                )
-                .where(
-                    work_dependencies.c.depends_on_ref.in_(chunk),
-                    work_items.c.status == "blocked",
-                    work_items.c.unresolved_count == 0,
-                )
-            ):
-                promoted[path_id] = (path, state)
-        if promoted:
-            self._transition(
-                conn,
-                [
-                    {
-                        "path_id": pid,
-                        "status": "ready",
-                        "state": state if isinstance(state, dict) else {},
-                    }
-                    for pid, (_, state) in sorted(promoted.items())
-                ],
-                now,
+            parents = [row[0] for row in done if row[4]]
+            if not parents:
+                return []
+            cur.execute(
+                self._sql(PROMOTED), {"tenant": self.tenant_id, "ids": self._array(parents)}
             )
-            self._record(conn, [(pid, "promoted", None, None) for pid in promoted], now)
-        return sorted(path for path, _ in promoted.values())
+            return [row[1] for row in cur.fetchall()]
+
+        return self.db.transaction(work)
 
     def fail_work(self, path: str, lease_token: str, error: Any, *, retry: bool = True) -> str:
         """Record a failure. Retries with back-off while attempts remain, else ``failed``.
@@ -1067,54 +773,65 @@ class WorkQueueMixin:
         ``"failed"`` (dead letter; the error is kept in ``last_error``).
         """
         ref = validate_path_or_id(path)
+        token = _check_token(lease_token)
         message = str(error)[:4000]
+        validate_metadata("last_error", message)
 
-        def work(conn: Connection) -> str:
-            now = truncate_to_ms(utcnow())
-            row = self._held(conn, ref, lease_token)
-            max_attempts = row.max_attempts or DEFAULT_MAX_ATTEMPTS
-            if retry and row.attempts < max_attempts:
-                delay = self.retry_policy.delay(row.attempts)
-                run_after = truncate_to_ms(now + timedelta(seconds=delay))
-                state = self._queue_state(
-                    row,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    last_error=message,
-                    run_after=run_after.isoformat(timespec="milliseconds"),
-                )
-                new_status, event = "ready", "retried"
-                detail = {"error": message, "attempt": row.attempts, "delay_seconds": delay}
+        def work(cur: Any) -> str:
+            now_dt = truncate_to_ms(utcnow())
+            now = self.db.timestamp(now_dt)
+            row = self._lock_held(cur, ref, token)
+            path_id, worker_id, attempts, max_attempts = row[0], row[1], row[2], row[3]
+            if retry and attempts < (max_attempts or DEFAULT_MAX_ATTEMPTS):
+                delay = self.retry_policy.delay(attempts)
+                run_after = self.db.timestamp(now_dt + timedelta(seconds=delay))
+                status, event = "ready", "retried"
+                detail = {"error": message, "attempt": attempts, "delay_seconds": delay}
             else:
-                state = self._queue_state(
-                    row, lease_token=None, lease_expires_at=None, last_error=message
-                )
-                new_status, event = "failed", "failed"
-                detail = {"error": message, "attempt": row.attempts}
-            self._transition(
-                conn, [{"path_id": row.path_id, "status": new_status, "state": state}], now
-            )
-            self._record(conn, [(row.path_id, event, row.worker_id, detail)], now)
-            return new_status
+                run_after, status, event = None, "failed", "failed"
+                detail = {"error": message, "attempt": attempts}
+            self._settle(cur, path_id, token, status, attempts, message, run_after, now)
+            self._record(cur, [(path_id, event, worker_id, detail)], now)
+            return status
 
-        return self._write(work)
+        return self.db.transaction(work)
+
+    def _settle(
+        self,
+        cur: Any,
+        path_id: str,
+        token: str,
+        status: str,
+        attempts: int,
+        error: str | None,
+        run_after: Any,
+        now: Any,
+    ) -> None:
+        cur.execute(
+            self._sql(SETTLE),
+            {
+                "status": status,
+                "run_after": run_after,
+                "attempts": attempts,
+                "error": error,
+                "now": now,
+                "path_id": path_id,
+                "token": token,
+            },
+        )
 
     def release_work(self, path: str, lease_token: str) -> None:
         """Give a held item back untouched: ready again, the attempt not counted."""
         ref = validate_path_or_id(path)
+        token = _check_token(lease_token)
 
-        def work(conn: Connection) -> None:
-            now = truncate_to_ms(utcnow())
-            row = self._held(conn, ref, lease_token)
-            state = self._queue_state(
-                row, lease_token=None, lease_expires_at=None, attempts=max(0, row.attempts - 1)
-            )
-            self._transition(
-                conn, [{"path_id": row.path_id, "status": "ready", "state": state}], now
-            )
-            self._record(conn, [(row.path_id, "released", row.worker_id, None)], now)
+        def work(cur: Any) -> None:
+            now = self.db.timestamp(truncate_to_ms(utcnow()))
+            row = self._lock_held(cur, ref, token)
+            self._settle(cur, row[0], token, "ready", max(0, row[2] - 1), row[6], None, now)
+            self._record(cur, [(row[0], "released", row[1], None)], now)
 
-        self._write(work)
+        self.db.transaction(work)
 
     def cancel_work(self, path: str) -> None:
         """Stop an item for good: status ``failed`` with last_error ``"cancelled"``.
@@ -1124,62 +841,39 @@ class WorkQueueMixin:
         """
         ref = validate_path_or_id(path)
 
-        def work(conn: Connection) -> None:
-            now = truncate_to_ms(utcnow())
-            row = self._lock_item(conn, ref)
-            if row.status == "completed":
+        def work(cur: Any) -> None:
+            now = self.db.timestamp(truncate_to_ms(utcnow()))
+            item = self._require_item(cur, ref)
+            if item["status"] == "completed":
                 raise WorkItemNotFoundError(ref, "is completed and cannot be cancelled")
-            state = self._queue_state(
-                row,
-                lease_token=None,
-                lease_expires_at=None,
-                last_error="cancelled",
-                cancelled=True,
-            )
-            self._transition(
-                conn, [{"path_id": row.path_id, "status": "failed", "state": state}], now
-            )
-            self._record(conn, [(row.path_id, "cancelled", None, {"from": row.status})], now)
+            cur.execute(self._sql(CANCEL), {"path_id": item["path_id"], "now": now})
+            self._record(cur, [(item["path_id"], "cancelled", None, {"from": item["status"]})], now)
 
-        self._write(work)
+        self.db.transaction(work)
 
-    def reclaim_expired_leases(self) -> int:
-        """Return expired in_progress items to ready (or failed when out of attempts)."""
-        total = 0
-        while True:
-            count = self._write(lambda conn: self._reclaim(conn, truncate_to_ms(utcnow())))
-            total += count
-            if count < RECLAIM_BATCH:
-                return total
+    def retry_work(self, path: str) -> None:
+        """Put a failed (dead-lettered or cancelled) item back to ready, attempts reset."""
+        ref = validate_path_or_id(path)
 
-    def _reclaim(self, conn: Connection, now: datetime) -> int:
-        expired = conn.execute(_EXPIRED_LEASES, {"now": now, "tenant": self.tenant_id}).all()
-        changes: list[dict[str, Any]] = []
-        history: list[tuple[str, str, str | None, dict[str, Any] | None]] = []
-        for row in expired:
-            out_of_attempts = row.attempts >= (row.max_attempts or DEFAULT_MAX_ATTEMPTS)
-            new_status = "failed" if out_of_attempts else "ready"
-            updates: dict[str, Any] = {"lease_token": None, "lease_expires_at": None}
-            if out_of_attempts:
-                updates["last_error"] = "lease expired"
-            changes.append(
-                {
-                    "path_id": row.path_id,
-                    "status": new_status,
-                    "state": self._queue_state(row, **updates),
-                }
-            )
-            history.append(
-                (
-                    row.path_id,
-                    "reclaimed",
-                    row.worker_id,
-                    {"to": new_status, "attempt": row.attempts},
-                )
-            )
-        self._transition(conn, changes, now)
-        self._record(conn, history, now)
-        return len(expired)
+        def work(cur: Any) -> None:
+            now = self.db.timestamp(truncate_to_ms(utcnow()))
+            item = self._require_item(cur, ref)
+            if item["status"] != "failed":
+                raise WorkItemNotFoundError(ref, f"is {item['status']}, not failed")
+            cur.execute(self._sql(RETRY), {"path_id": item["path_id"]})
+            self._record(cur, [(item["path_id"], "retried", None, {"manual": True})], now)
+
+        self.db.transaction(work)
+
+    def _require_item(self, cur: Any, ref: str) -> WorkItem:
+        query = ITEM_BY_ID if is_path_id(ref) else ITEM_BY_PATH
+        cur.execute(self._sql(query), {"ref": ref, "tenant": self.tenant_id})
+        row = cur.fetchone()
+        if row is None:
+            if self._path_id(cur, ref) is None:
+                raise NexusFileNotFoundError(ref)
+            raise WorkItemNotFoundError(ref)
+        return self._item(row)
 
     # ------------------------------------------------------------------ insight
 
@@ -1190,29 +884,26 @@ class WorkQueueMixin:
         ``status``, ``why``, ``depth`` (1 = direct) and ``blocks`` (the path it holds up).
         """
         ref = validate_path_or_id(path)
-        with self._reading() as conn:
-            start = conn.execute(
-                sa.select(file_paths.c.path_id, file_paths.c.virtual_path).where(
-                    self._path_filter(ref)
-                ),
-                self._params(ref),
-            ).first()
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            start = self._path_id(cur, ref)
             if start is None:
                 raise NexusFileNotFoundError(ref)
+            holder_path = ref
+            if is_path_id(ref):
+                cur.execute(self._sql(TARGET_BY_ID), {"ref": ref, "tenant": self.tenant_id})
+                holder_path = cur.fetchone()[1]
             chain: list[dict[str, Any]] = []
-            seen = {start.path_id}
-            frontier = [(start.path_id, start.virtual_path)]
+            seen = {start}
+            frontier = [(start, holder_path)]
             depth = 0
             while frontier and depth < 100:
                 depth += 1
                 next_frontier = []
                 for path_id, holder in frontier:
-                    for dep_ref in conn.execute(
-                        sa.select(work_dependencies.c.depends_on_ref)
-                        .where(work_dependencies.c.path_id == path_id)
-                        .order_by(work_dependencies.c.depends_on_ref)
-                    ).scalars():
-                        entry = self._blocker(conn, dep_ref)
+                    cur.execute(self._sql(EDGES), {"path_id": path_id})
+                    for (dep_ref,) in cur.fetchall():
+                        entry = self._blocker(cur, dep_ref)
                         if entry is None:
                             continue
                         entry.update(depth=depth, blocks=holder)
@@ -1221,129 +912,89 @@ class WorkQueueMixin:
                             seen.add(entry["path_id"])
                             next_frontier.append((entry["path_id"], entry["path"]))
                 frontier = next_frontier
-        return chain
+            return chain
 
-    def _blocker(self, conn: Connection, dep_ref: str) -> dict[str, Any] | None:
-        column = file_paths.c.path_id if is_path_id(dep_ref) else file_paths.c.virtual_path
-        target = conn.execute(
-            sa.select(
-                file_paths.c.path_id,
-                file_paths.c.virtual_path,
-                file_paths.c.deleted_at,
-                work_items.c.status,
-            )
-            .select_from(
-                file_paths.outerjoin(work_items, work_items.c.path_id == file_paths.c.path_id)
-            )
-            .where(column == dep_ref, file_paths.c.tenant_id == self.tenant_id)
-        ).first()
+        return self.db.transaction(work, write=False)
+
+    def _blocker(self, cur: Any, dep_ref: str) -> dict[str, Any] | None:
+        query = TARGET_BY_ID if is_path_id(dep_ref) else TARGET_BY_PATH
+        cur.execute(self._sql(query), {"ref": dep_ref, "tenant": self.tenant_id})
+        target = cur.fetchone()
         if target is None:
             return {"path": dep_ref, "path_id": None, "status": None, "why": "missing"}
-        if target.deleted_at is not None:
-            return {
-                "path": target.virtual_path,
-                "path_id": target.path_id,
-                "status": None,
-                "why": "deleted",
-            }
-        if target.status == "completed":
+        path_id, virtual_path, deleted_at, status = target
+        if deleted_at is not None:
+            return {"path": virtual_path, "path_id": path_id, "status": None, "why": "deleted"}
+        if status == "completed":
             return None
-        why = (
-            "has no status"
-            if target.status is None
-            else f"status is {target.status}, needs completed"
-        )
-        return {
-            "path": target.virtual_path,
-            "path_id": target.path_id,
-            "status": target.status,
-            "why": why,
-        }
+        why = "has no status" if status is None else f"status is {status}, needs completed"
+        return {"path": virtual_path, "path_id": path_id, "status": status, "why": why}
 
     def get_work_history(self, path: str) -> list[dict[str, Any]]:
         """Every recorded transition of the item, oldest first."""
         ref = validate_path_or_id(path)
-        with self._reading() as conn:
-            path_id = conn.execute(
-                sa.select(file_paths.c.path_id).where(self._path_filter(ref)), self._params(ref)
-            ).scalar()
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            path_id = self._path_id(cur, ref)
             if path_id is None:
                 raise NexusFileNotFoundError(ref)
-            rows = conn.execute(
-                sa.select(
-                    work_history.c.event,
-                    work_history.c.at,
-                    work_history.c.worker_id,
-                    work_history.c.detail,
-                )
-                .where(work_history.c.path_id == path_id)
-                .order_by(work_history.c.id)
-            ).mappings()
-            return [dict(row) for row in rows]
+            cur.execute(self._sql(HISTORY), {"path_id": path_id})
+            return [
+                {
+                    "event": event,
+                    "at": self.db.read_timestamp(at),
+                    "worker_id": worker_id,
+                    "detail": self._json(detail),
+                }
+                for event, at, worker_id, detail in cur.fetchall()
+            ]
+
+        return self.db.transaction(work, write=False)
 
     def work_stats(self) -> dict[str, Any]:
-        """Counts without fetching lists: ``ready``, ``pending``, ``blocked``, ``in_progress``
-        (each equal to the number of rows the matching view returns) and ``by_status``."""
-        ready_now = sa.and_(
-            work_items.c.unresolved_count == 0,
-            sa.or_(work_items.c.run_after.is_(None), work_items.c.run_after <= sa.bindparam("now")),
-        )
-        stmt = (
-            sa.select(
-                work_items.c.status,
-                sa.func.count().label("total"),
-                sa.func.sum(sa.case((ready_now, 1), else_=0)).label("ready_now"),
-                sa.func.sum(sa.case((work_items.c.unresolved_count > 0, 1), else_=0)).label(
-                    "blocked"
-                ),
-            )
-            .where(work_items.c.tenant_id == sa.bindparam("tenant"))
-            .group_by(work_items.c.status)
-        )
-        by_status = {
-            status: 0
-            for status in ("ready", "pending", "blocked", "in_progress", "completed", "failed")
-        }
-        ready = blocked = 0
-        with self._reading() as conn:
-            for row in conn.execute(stmt, {"now": utcnow(), "tenant": self.tenant_id}):
-                by_status[row.status] = int(row.total)
-                if row.status == "ready":
-                    ready = int(row.ready_now or 0)
-                if row.status in ("ready", "pending", "blocked"):
-                    blocked += int(row.blocked or 0)
+        """Counts from maintained counters (O(1) in the number of items): ``ready``,
+        ``pending``, ``blocked``, ``in_progress`` (each equal to the number of rows the
+        matching view returns) and ``by_status``."""
+
+        def work(cur: Any) -> tuple[dict[str, int], int]:
+            cur.execute(self._sql(COUNTERS), {"tenant": self.tenant_id})
+            counters = {str(name): int(n) for name, n in cur.fetchall()}
+            now = self.db.timestamp(utcnow())
+            cur.execute(self._sql(DEFERRED), {"tenant": self.tenant_id, "now": now})
+            return counters, int(cur.fetchone()[0])
+
+        counters, deferred = self.db.transaction(work, write=False)
+        by_status = {status: counters.get(status, 0) for status in STATUSES}
         return {
-            "ready": ready,
+            "ready": counters.get("eligible", 0) - deferred,
             "pending": by_status["pending"],
-            "blocked": blocked,
+            "blocked": counters.get("waiting", 0),
             "in_progress": by_status["in_progress"],
             "by_status": by_status,
         }
+
+    def work_analytics(self) -> dict[str, list[dict[str, Any]]]:
+        """The history views: ``throughput_hourly``, ``failures_by_error``, ``timing_hourly``."""
+        return self.store.read_views(
+            {
+                "throughput_hourly": work_throughput_hourly,
+                "failures_by_error": work_failures_by_error,
+                "timing_hourly": work_timing_hourly,
+            }
+        )
 
     def wait_for_ready_work(self, timeout: float) -> bool:
         """Block until ``ready_work_items`` is non-empty (True) or ``timeout`` seconds pass."""
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise InvalidArgumentError("timeout", timeout, "must be a non-negative number")
-        waiter = self._ready_waiter
+        waiter = self._waiter
         if waiter is None:
-            waiter = ReadyWaiter(self.url, lambda: bool(self.get_ready_work(limit=1)))
-            self._ready_waiter = waiter
+            waiter = ReadyWaiter(self.store.url, lambda: bool(self.store.get_ready_work(limit=1)))
+            self._waiter = waiter
         return waiter.wait(float(timeout))
 
-    def _close_queue(self) -> None:
-        waiter = self._ready_waiter
+    def close(self) -> None:
+        """Close the waiter's connection (the store owns everything else)."""
+        waiter, self._waiter = self._waiter, None
         if waiter is not None:
             waiter.close()
-            self._ready_waiter = None
-
-    def work_analytics(self) -> dict[str, list[dict[str, Any]]]:
-        """The history views: ``throughput_hourly``, ``failures_by_error``, ``timing_hourly``."""
-        with self._reading() as conn:
-            return {
-                name: [dict(row) for row in conn.execute(sa.select(view)).mappings()]
-                for name, view in (
-                    ("throughput_hourly", work_throughput_hourly),
-                    ("failures_by_error", work_failures_by_error),
-                    ("timing_hourly", work_timing_hourly),
-                )
-            }

@@ -1,6 +1,6 @@
-"""A worker process loop on top of the store's queue calls.
+"""A worker process loop on top of the queue's calls.
 
-``Worker(store, handler).run()`` claims ready items, runs ``handler(item)`` for each (in up to
+``Worker(queue, handler).run()`` claims ready items, runs ``handler(item)`` for each (in up to
 ``concurrency`` threads), heartbeats their leases while the handler runs, completes them with
 the handler's return value, or fails them with the exception's text (retried with back-off
 until ``max_attempts``). SIGTERM/SIGINT stop it gracefully: no new claims, the items being
@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 from nexus.errors import InvalidArgumentError, LeaseLostError, NexusError
 
 if TYPE_CHECKING:
-    from nexus.storage.metadata_store import SQLAlchemyMetadataStore
+    from nexus.work.queue import WorkItem, WorkQueue
 
 log = logging.getLogger("nexus.worker")
 
-Handler = Callable[[dict[str, Any]], Any]
+Handler = Callable[["WorkItem"], Any]
 
 
 def default_worker_id() -> str:
@@ -47,7 +47,7 @@ class WorkerStats:
 class Worker:
     def __init__(
         self,
-        store: SQLAlchemyMetadataStore,
+        queue: WorkQueue,
         handler: Handler,
         *,
         worker_id: str | None = None,
@@ -62,7 +62,7 @@ class Worker:
             raise InvalidArgumentError("handler", handler, "must be callable")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError("concurrency", concurrency, "must be a positive int")
-        self.store = store
+        self.queue = queue
         self.handler = handler
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = concurrency
@@ -114,14 +114,14 @@ class Worker:
                 if self.run_once() == 0:
                     if stop_when_idle:
                         break
-                    self.store.wait_for_ready_work(self.poll_interval)
+                    self.queue.wait_for_ready_work(self.poll_interval)
         return self.stats
 
     def run_once(self) -> int:
         """Claim up to ``concurrency`` items and handle them; returns how many were handled."""
         if self.stopping:
             return 0
-        items = self.store.claim_ready_work(
+        items = self.queue.claim_ready_work(
             self.worker_id,
             limit=self.concurrency,
             lease_seconds=self.lease_seconds,
@@ -131,7 +131,7 @@ class Worker:
         self.stats.claimed += len(items)
         with self._held_lock:
             for item in items:
-                self._held[item["virtual_path"]] = item["lease_token"]
+                self._held[item["virtual_path"]] = str(item["lease_token"])
         if len(items) <= 1:
             for item in items:
                 self._handle(item)
@@ -140,24 +140,24 @@ class Worker:
                 list(pool.map(self._handle, items))
         return len(items)
 
-    def _handle(self, item: dict[str, Any]) -> None:
-        path, token = item["virtual_path"], item["lease_token"]
+    def _handle(self, item: WorkItem) -> None:
+        path, token = item["virtual_path"], str(item["lease_token"])
         try:
             try:
                 result = self.handler(item)
             except Exception as exc:
                 log.warning("worker %s: %s failed: %r", self.worker_id, path, exc)
-                status = self.store.fail_work(path, token, f"{type(exc).__name__}: {exc}")
+                status = self.queue.fail_work(path, token, f"{type(exc).__name__}: {exc}")
                 self.stats.failed += 1
                 log.debug("worker %s: %s is now %s", self.worker_id, path, status)
                 return
             try:
-                self.store.complete_work(path, token, result=result)
+                self.queue.complete_work(path, token, result=result)
             except NexusError as exc:
                 if isinstance(exc, LeaseLostError):
                     raise
                 # The result could not be stored (e.g. not JSON): that is the handler's failure.
-                self.store.fail_work(path, token, f"result rejected: {exc}")
+                self.queue.fail_work(path, token, f"result rejected: {exc}")
                 self.stats.failed += 1
                 return
             self.stats.completed += 1
@@ -192,7 +192,7 @@ class Worker:
                 held = list(self._held.items())
             for path, token in held:
                 try:
-                    self.store.heartbeat(path, token)
+                    self.queue.heartbeat(path, token)
                 except LeaseLostError:
                     log.warning("worker %s: lease on %s lost at heartbeat", self.worker_id, path)
                 except NexusError as exc:  # keep heartbeating the others

@@ -1,0 +1,151 @@
+"""Driver-level transactions for the statements that run per work item.
+
+SQLAlchemy's per-statement and per-transaction cost (pool checkout, events, result wrapping)
+is several times the cost of a claim itself on SQLite, so the queue's hot statements run on
+plain DB-API connections: one per thread, opened through the engine (so every per-connection
+setting of :mod:`nexus.storage.engine` applies) and then detached from its pool.
+
+:meth:`Database.transaction` runs a function in one write transaction — SQLite
+``BEGIN IMMEDIATE`` (the write lock up front), PostgreSQL the driver's implicit transaction —
+retries it on PostgreSQL deadlocks and serialisation failures, and turns every driver error
+into a :class:`~nexus.errors.NexusDatabaseError`. A connection that broke (a terminated
+backend, a restarted server) is thrown away, so the next call opens a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+
+from nexus.errors import NexusDatabaseError, NexusError
+from nexus.storage.types import parse_timestamp, sqlite_timestamp, to_utc, truncate_to_ms
+
+T = TypeVar("T")
+
+#: PostgreSQL errors worth retrying the whole transaction for: deadlock, serialisation.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+WRITE_ATTEMPTS = 5
+
+
+class Database:
+    """The engine plus per-thread driver connections, for one store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.is_postgresql = self.dialect == "postgresql"
+        self._local = threading.local()
+        self._open: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ values
+
+    def timestamp(self, moment: datetime) -> Any:
+        """A datetime as this dialect's driver binds it (SQLite: sortable UTC text)."""
+        moment = to_utc(moment)
+        return sqlite_timestamp(moment) if not self.is_postgresql else truncate_to_ms(moment)
+
+    @staticmethod
+    def read_timestamp(value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return parse_timestamp(value)
+        return to_utc(value)
+
+    # ------------------------------------------------------------------ connections
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise NexusError("the store is closed")
+            pooled = self.engine.raw_connection()
+            if isinstance(self.engine.pool, StaticPool):
+                # An in-memory SQLite database lives in its one shared connection.
+                conn = pooled.driver_connection
+                self._local.conn = conn
+                return conn
+            conn = pooled.driver_connection
+            pooled.detach()
+            if self.is_postgresql:
+                conn.autocommit = False
+            self._local.conn = conn
+            with self._lock:
+                self._open.append(conn)
+        return conn
+
+    def _discard(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is None:
+            return
+        with self._lock:
+            if conn in self._open:
+                self._open.remove(conn)
+        with contextlib.suppress(Exception):  # closing a broken connection
+            conn.close()
+
+    def transaction(self, work: Callable[[Any], T], *, write: bool = True) -> T:
+        """Run ``work(cursor)`` in one transaction on this thread's driver connection."""
+        for attempt in range(WRITE_ATTEMPTS):
+            conn = self._connection()
+            try:
+                return self._run(conn, work, write)
+            except psycopg.Error as exc:
+                if conn.closed or conn.broken:
+                    self._discard()
+                if exc.sqlstate in RETRYABLE_SQLSTATES and attempt + 1 < WRITE_ATTEMPTS:
+                    time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+                    continue
+                raise NexusDatabaseError(f"database write failed: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise NexusDatabaseError(f"database write failed: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run(self, conn: Any, work: Callable[[Any], T], write: bool) -> T:
+        cursor = conn.cursor()
+        if self.is_postgresql:
+            try:
+                result = work(cursor)
+                conn.commit()
+                return result
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+            finally:
+                cursor.close()
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result = work(cursor)
+            cursor.execute("COMMIT")
+            return result
+        except BaseException:
+            if conn.in_transaction:
+                cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            open_connections, self._open = self._open, []
+        for conn in open_connections:
+            # Another thread's SQLite connection refuses to be closed from here; the
+            # garbage collector closes it then.
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._local = threading.local()
