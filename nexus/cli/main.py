@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -21,7 +22,7 @@ from nexus.storage import migrate
 from nexus.storage.engine import create_engine, resolve_database_url
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.storage.validation import STATUSES
-from nexus.work import Worker
+from nexus.work import Worker, WorkItem, WorkQueue
 
 VIEW_GETTERS = {
     "ready": ("ready_work_items", "get_ready_work"),
@@ -53,6 +54,17 @@ def _database(db: str | None) -> str:
 
 def _open_store(db: str | None) -> SQLAlchemyMetadataStore:
     return SQLAlchemyMetadataStore(_database(db))
+
+
+@contextmanager
+def _open_queue(db: str | None) -> Iterator[WorkQueue]:
+    """A work queue over the store at ``db``; closes both (the queue first)."""
+    with _open_store(db) as store:
+        queue = WorkQueue(store)
+        try:
+            yield queue
+        finally:
+            queue.close()
 
 
 def _fmt(value: Any) -> str:
@@ -111,7 +123,7 @@ def demo(data_dir: str, db: str | None) -> None:
     if db:
         config["database_url"] = db
     with connect(config) as nx:
-        store = nx.metadata
+        store, queue = nx.metadata, nx.queue
         graph: list[dict[str, Any]] = [
             {"path": "/demo/extract.json", "priority": 1, "tags": ["etl"]},
             {
@@ -137,20 +149,20 @@ def demo(data_dir: str, db: str | None) -> None:
         ]
         for spec in graph:
             nx.write(spec["path"], f'{{"task": "{spec["path"]}"}}'.encode())
-        store.enqueue_many(graph)
+        queue.enqueue_many(graph)
         # Put one item in progress, as a worker would.
-        store.claim_ready_work("worker-1", path_prefix="/demo/index.json")
+        queue.claim_ready_work("worker-1", path_prefix="/demo/index.json")
         console.print(f"[bold]nexus demo[/bold] database: {store.url}")
         print_views(console, store)
         console.print(
             "\nA worker claims /demo/extract.json and completes it; its blocked dependent "
             "/demo/clean.json is promoted to ready in the same transaction:"
         )
-        claimed = store.claim_ready_work("worker-2", path_prefix="/demo/extract.json")
+        claimed = queue.claim_ready_work("worker-2", path_prefix="/demo/extract.json")
         if not claimed:
             console.print("(already done by an earlier run of the demo in this data dir)")
         for item in claimed:
-            promoted = store.complete_work(item["virtual_path"], item["lease_token"])
+            promoted = queue.complete_work(item["virtual_path"], str(item["lease_token"]))
             console.print(f"promoted: {', '.join(promoted) or '(none)'}")
         for view in ("ready_work_items", "blocked_work_items"):
             getter = dict(VIEW_GETTERS.values())[view]
@@ -219,8 +231,8 @@ def enqueue(
     max_attempts: int,
 ) -> None:
     """Make PATH a work item (creating the path if needed)."""
-    with _open_store(db) as store:
-        item = store.enqueue(
+    with _open_queue(db) as queue:
+        item = queue.enqueue(
             path,
             priority=priority,
             depends_on=list(depends_on) or None,
@@ -228,11 +240,14 @@ def enqueue(
             status=status,
             max_attempts=max_attempts,
         )
+        if item["blocker_count"] is None:
+            # A newly created item: the database counted its blockers; read them back.
+            item = queue.get_work_item(item["path_id"]) or item
     click.echo(f"{item['virtual_path']} {item['status']} blockers={item['blocker_count']}")
 
 
-def print_stats(console: Console, store: SQLAlchemyMetadataStore) -> None:
-    stats = store.work_stats()
+def print_stats(console: Console, queue: WorkQueue) -> None:
+    stats = queue.work_stats()
     table = Table(title="work_stats", title_justify="left")
     for name in ("ready", "pending", "blocked", "in_progress"):
         table.add_column(name, justify="right")
@@ -249,8 +264,8 @@ def print_stats(console: Console, store: SQLAlchemyMetadataStore) -> None:
 @db_option
 def stats(db: str | None) -> None:
     """Counts of the work views and of each status (cheap: no lists are fetched)."""
-    with _open_store(db) as store:
-        print_stats(Console(), store)
+    with _open_queue(db) as queue:
+        print_stats(Console(), queue)
 
 
 @cli.command()
@@ -258,12 +273,12 @@ def stats(db: str | None) -> None:
 @click.argument("path")
 def history(db: str | None, path: str) -> None:
     """Every recorded transition of the work item at PATH."""
-    with _open_store(db) as store:
+    with _open_queue(db) as queue:
         render_rows(
             Console(),
             f"history of {path}",
             ["at", "event", "worker_id", "detail"],
-            store.get_work_history(path),
+            queue.get_work_history(path),
         )
 
 
@@ -272,8 +287,8 @@ def history(db: str | None, path: str) -> None:
 @click.argument("path")
 def explain(db: str | None, path: str) -> None:
     """Why PATH is blocked: its chain of unresolved dependencies."""
-    with _open_store(db) as store:
-        chain = store.explain_blocked(path)
+    with _open_queue(db) as queue:
+        chain = queue.explain_blocked(path)
     if not chain:
         click.echo(f"{path} has no unresolved dependencies")
         return
@@ -286,8 +301,8 @@ def explain(db: str | None, path: str) -> None:
 @db_option
 def reclaim(db: str | None) -> None:
     """Return items whose lease expired to ready (or failed when out of attempts)."""
-    with _open_store(db) as store:
-        click.echo(f"reclaimed {store.reclaim_expired_leases()}")
+    with _open_queue(db) as queue:
+        click.echo(f"reclaimed {queue.reclaim_expired_leases()}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -315,7 +330,7 @@ def worker(
     max_attempts). SIGTERM/SIGINT finish the running items, then stop.
     """
 
-    def run_command(item: dict[str, Any]) -> dict[str, Any]:
+    def run_command(item: WorkItem) -> dict[str, Any]:
         env = {**os.environ, "NEXUS_PATH": item["virtual_path"], "NEXUS_PATH_ID": item["path_id"]}
         done = subprocess.run(list(command), env=env, capture_output=True, text=True)
         if done.returncode != 0:
@@ -323,9 +338,9 @@ def worker(
             raise RuntimeError(f"exit code {done.returncode}: {tail}")
         return {"exit_code": 0}
 
-    with _open_store(db) as store:
+    with _open_queue(db) as queue:
         stats = Worker(
-            store,
+            queue,
             run_command,
             worker_id=worker_id,
             concurrency=concurrency,
@@ -344,11 +359,12 @@ def worker(
 def dashboard(db: str | None, interval: float, once: bool, limit: int) -> None:
     """Live counts, the next ready items and what is in progress (Ctrl-C to leave)."""
     console = Console()
-    with _open_store(db) as store:
+    with _open_queue(db) as queue:
+        store = queue.store
         while True:
             if not once:
                 console.clear()
-            print_stats(console, store)
+            print_stats(console, queue)
             render_rows(
                 console,
                 "next ready",

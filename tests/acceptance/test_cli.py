@@ -19,6 +19,7 @@ from nexus.cli.main import cli
 from nexus.storage import migrate
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.storage.schema import VIEW_NAMES
+from nexus.work import WorkQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,6 +58,13 @@ def test_demo_leaves_the_documented_graph(runner: CliRunner, tmp_path: Path) -> 
         ready = [r["virtual_path"] for r in store.get_ready_work()]
         blocked = {r["virtual_path"]: r["blocker_count"] for r in store.get_blocked_work()}
         running = [r["virtual_path"] for r in store.get_in_progress_work()]
+        queue = WorkQueue(store)
+        index = queue.get_work_item("/demo/index.json")
+        extract = queue.get_work_item("/demo/extract.json")
+        queue.close()
+    assert index is not None and index["status"] == "in_progress"
+    assert index["worker_id"] == "worker-1"
+    assert extract is not None and extract["status"] == "completed"
     assert "/demo/thumbnails.json" in ready
     assert "/demo/clean.json" not in blocked  # its only dependency was completed
     assert blocked.get("/demo/report.json") == 2

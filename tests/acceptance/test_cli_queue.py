@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from nexus.cli.main import cli
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
+from nexus.work import WorkQueue
 
 
 def run(*args: str) -> str:
@@ -68,15 +69,21 @@ def test_worker_fails_items_whose_command_fails(db_url: str) -> None:
     )
     assert "completed 0 failed 1" in out
     with SQLAlchemyMetadataStore(db_url) as store:
-        item = store.get_work_item("/cli/bad")
+        queue = WorkQueue(store)
+        item = queue.get_work_item("/cli/bad")
+        queue.close()
     assert item is not None and item["status"] == "failed"
+    assert item["last_error"] is not None
     assert "exit code 1" in item["last_error"] and "broken" in item["last_error"]
+    assert item["attempts"] == 1 and item["max_attempts"] == 1
 
 
 def test_reclaim_and_dashboard(db_url: str) -> None:
     with SQLAlchemyMetadataStore(db_url) as store:
-        store.enqueue("/cli/lease")
-        store.claim_ready_work("gone", lease_seconds=0.05)
+        queue = WorkQueue(store)
+        queue.enqueue("/cli/lease")
+        assert len(queue.claim_ready_work("gone", lease_seconds=0.05)) == 1
+        queue.close()
     time.sleep(0.15)
     assert "reclaimed 1" in run("reclaim", "--db", db_url)
     out = run("dashboard", "--db", db_url, "--once")
