@@ -6,24 +6,29 @@ Create Date: 2026-12-01
 
 Where state lives from here on:
 
-* ``work_items`` is the source of truth for work state. Queue-owned state lives only in its
-  typed columns (``lease_token``, ``lease_expires_at``, ``lease_seconds``, ``attempts``,
+* ``work_items`` is the only place of work state. Queue-owned state lives in its typed
+  columns (``lease_token``, ``lease_expires_at``, ``lease_seconds``, ``attempts``,
   ``max_attempts``, ``run_after``, ``last_error``, ``finished_at``); the ``queue`` metadata
   object of revisions 0002-0004 is migrated into them and removed, so no metadata read can
-  return a lease token.
-* ``file_metadata`` keeps every key a user sees. The user-visible work keys (``status``,
-  ``priority``, ``tags``, ``depends_on``, ``worker_id``, ``started_at``) are always right
-  there: a queue transition that changes ``status``, ``worker_id`` or ``started_at`` is
-  mirrored back into ``file_metadata`` in the same statement.
+  return a lease token. The visible keys a queue transition changes (``status``,
+  ``worker_id``, ``started_at``) live there too: a write of one of them into
+  ``file_metadata`` (API or plain SQL) is routed into the work row, and the metadata row is
+  taken out, so no stale copy exists anywhere.
+* ``file_metadata`` holds every other key (``priority``, ``tags`` and ``depends_on`` stay there
+  and are projected into ``work_items``), plus values of routed keys that cannot be routed (an
+  invalid status, a worker_id of a path that is no work item...).
+* ``path_metadata`` (a view) is the one place a reader sees every current key of a path:
+  ``file_metadata`` plus the routed keys rendered as JSON from ``work_items``. Deleting from it
+  deletes the key wherever it lives (INSTEAD OF triggers).
 
 The derivation rules, each written once per dialect below (SQLite: row triggers; PostgreSQL:
 statement triggers over transition tables, so a bulk statement is handled set-wise):
 
-``project``    file_metadata work keys -> work_items columns (creates/removes work rows);
-               depends_on -> work_dependencies. PostgreSQL projects only statements, not
-               writes made by nexus's own triggers (the mirror); on SQLite the mirror's
-               writes reach the projection as no-ops.
-``mirror``     work_items status/worker_id/started_at changes -> file_metadata.
+``route``      status/worker_id/started_at written to file_metadata -> work_items (creates,
+               updates or removes the work row); the routed metadata row is deleted.
+``project``    priority/tags -> work_items columns; depends_on -> work_dependencies.
+``path``       a path soft-deleted returns its routed keys to file_metadata and loses its
+               work row; restored, it is routed again.
 ``resolve``    a change of completed-ness -> dependents' ``unresolved_count``; a reference
                resolves only inside its own tenant.
 ``promote``    a ``blocked`` item whose last blocker resolved -> ``ready`` (history
@@ -53,6 +58,8 @@ depends_on = None
 
 STATUSES = "('ready', 'pending', 'blocked', 'in_progress', 'completed', 'failed')"
 WORK_KEYS = "('status', 'priority', 'tags', 'worker_id', 'started_at', 'depends_on')"
+ROUTED_KEYS = ("status", "worker_id", "started_at")
+PROJECTED_KEYS = ("priority", "tags")
 ROW_KEYS = ("priority", "tags", "worker_id", "started_at")
 SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 DEFAULT_MAX_ATTEMPTS = 3
@@ -127,45 +134,77 @@ def _sqlite_blockers(path_id: str) -> str:
                             AND tw.status = 'completed'))"""
 
 
-def _sqlite_live_status(path_id: str) -> str:
-    return f"""FROM file_paths p JOIN file_metadata s ON s.path_id = p.path_id AND s.key = 'status'
-        WHERE p.path_id = {path_id} AND p.deleted_at IS NULL
-          AND {_sqlite_typed("status", "s.value")} IS NOT NULL"""
+def _sqlite_routable(key: str, value: str) -> str:
+    """Whether metadata ``value`` of routed ``key`` has a typed value (so it can be routed)."""
+    return (
+        f"({key} = 'status' AND {_sqlite_typed('status', value)} IS NOT NULL"
+        + "".join(
+            f" OR {key} = '{k}' AND {_sqlite_typed(k, value)} IS NOT NULL"
+            for k in ("worker_id", "started_at")
+        )
+        + ")"
+    )
 
 
-def _sqlite_rebuild(path_id: str) -> str:
-    """Make the work row of ``path_id`` match its metadata; queue-owned columns are kept."""
-    user_columns = ("tenant_id", "created_at", "status", *ROW_KEYS)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in user_columns)
+def _sqlite_route(path_id: str, when: str = "1") -> str:
+    """Route the routed keys of ``path_id`` found in file_metadata into its work row.
+
+    A valid status updates or creates the row (built from the path's metadata); an invalid
+    one removes it. Routed rows leave file_metadata: the work row holds them now."""
+    status = _sqlite_typed("status", "s.value")
+    raw_status = f"FROM file_metadata s WHERE s.path_id = {path_id} AND s.key = 'status'"
     return f"""
-    INSERT INTO work_items (path_id, tenant_id, created_at, status, priority, tags, worker_id,
-                            started_at, attempts, unresolved_count)
-    SELECT p.path_id, p.tenant_id, p.created_at, {_sqlite_typed("status", "s.value")},
-           {_sqlite_meta("priority", "p.path_id")}, {_sqlite_meta("tags", "p.path_id")},
-           {_sqlite_meta("worker_id", "p.path_id")}, {_sqlite_meta("started_at", "p.path_id")},
-           0, {_sqlite_blockers("p.path_id")}
-    {_sqlite_live_status(path_id)}
-    ON CONFLICT (path_id) DO UPDATE SET {updates};
-    DELETE FROM work_items WHERE path_id = {path_id}
-      AND NOT EXISTS (SELECT 1 {_sqlite_live_status(path_id)});"""
-
-
-def _sqlite_set_status(path_id: str, value: str) -> str:
-    """A status written to metadata: set it, create the row, or remove it if invalid."""
-    status = _sqlite_typed("status", value)
-    return f"""
-    UPDATE work_items SET status = {status}
-    WHERE path_id = {path_id} AND {status} IS NOT NULL AND status IS NOT {status};
+    UPDATE work_items SET status = (SELECT {status} {raw_status})
+    WHERE path_id = {path_id} AND ({when})
+      AND (SELECT {status} {raw_status}) IS NOT NULL
+      AND status IS NOT (SELECT {status} {raw_status});
     INSERT INTO work_items (path_id, tenant_id, created_at, status, priority, tags, worker_id,
                             started_at, attempts, unresolved_count)
     SELECT p.path_id, p.tenant_id, p.created_at, {status},
            {_sqlite_meta("priority", "p.path_id")}, {_sqlite_meta("tags", "p.path_id")},
            {_sqlite_meta("worker_id", "p.path_id")}, {_sqlite_meta("started_at", "p.path_id")},
            0, {_sqlite_blockers("p.path_id")}
-    FROM file_paths p
-    WHERE p.path_id = {path_id} AND p.deleted_at IS NULL AND {status} IS NOT NULL
+    FROM file_paths p JOIN file_metadata s ON s.path_id = p.path_id AND s.key = 'status'
+    WHERE p.path_id = {path_id} AND ({when}) AND p.deleted_at IS NULL AND {status} IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM work_items x WHERE x.path_id = {path_id});
-    DELETE FROM work_items WHERE path_id = {path_id} AND {status} IS NULL;"""
+    DELETE FROM work_items WHERE path_id = {path_id} AND ({when})
+      AND EXISTS (SELECT 1 {raw_status} AND {status} IS NULL);
+    UPDATE work_items SET
+        worker_id = coalesce({_sqlite_meta("worker_id", path_id)}, worker_id),
+        started_at = coalesce({_sqlite_meta("started_at", path_id)}, started_at)
+    WHERE path_id = {path_id} AND ({when});
+    DELETE FROM file_metadata
+    WHERE path_id = {path_id} AND ({when}) AND key IN ('status', 'worker_id', 'started_at')
+      AND {_sqlite_routable("key", "value")}
+      AND EXISTS (SELECT 1 FROM work_items x WHERE x.path_id = {path_id})
+      AND EXISTS (SELECT 1 FROM file_paths x WHERE x.path_id = {path_id}
+                  AND x.deleted_at IS NULL);"""
+
+
+def _sqlite_routed_json(key: str, row: str) -> str:
+    if key == "started_at":
+        return f"json_quote(strftime('%Y-%m-%dT%H:%M:%f', {row}.started_at) || '+00:00')"
+    return f"json_quote({row}.{key})"
+
+
+def _sqlite_unroute(path_id: str, when: str) -> str:
+    """Give the routed keys of ``path_id`` back to file_metadata and drop its work row."""
+    statements = [
+        f"""
+    INSERT OR REPLACE INTO file_metadata (path_id, key, value, created_at, updated_at)
+    SELECT w.path_id, '{key}', {_sqlite_routed_json(key, "w")}, {SQLITE_NOW}, {SQLITE_NOW}
+    FROM work_items w WHERE w.path_id = {path_id} AND w.{key} IS NOT NULL AND ({when});"""
+        for key in ROUTED_KEYS
+    ]
+    statements.append(f"\n    DELETE FROM work_items WHERE path_id = {path_id} AND ({when});")
+    return "".join(statements)
+
+
+def _sqlite_refresh_projected(path_id: str) -> str:
+    return f"""
+    UPDATE work_items SET priority = {_sqlite_meta("priority", path_id)},
+        tags = {_sqlite_meta("tags", path_id)}
+    WHERE path_id = {path_id};"""
 
 
 def _sqlite_rebuild_edges(path_id: str) -> str:
@@ -195,50 +234,21 @@ COUNTERS = (
 )
 
 
-def _sqlite_count(old: str | None, new: str | None) -> str:
-    """Move the counters from row ``old`` to row ``new`` (either may be absent): one UPDATE
-    over the counter rows (made by :func:`_sqlite_counter_rows`), whatever changes."""
-    terms, wanted, tenants = [], [], []
-    for row, sign in ((new, "+"), (old, "-")):
-        if row is not None:
-            terms.append(
-                f"{sign} (tenant_id = {row}.tenant_id)"
-                f" * ((counter = {row}.status) + (counter IS {_class_of(row)}))"
-            )
-            wanted.append(f"{row}.status, {_class_of(row)}")
-            tenants.append(f"{row}.tenant_id")
+def _sqlite_count(row: str, sign: str) -> str:
+    """Add ``sign`` to the status and class counters of ``row`` (rows made by
+    :func:`_sqlite_counter_rows`): plain primary-key updates, the cheapest statement here."""
     return f"""
-    UPDATE work_counters SET n = n {" ".join(terms)}
-    WHERE shard = 0 AND tenant_id IN ({", ".join(tenants)})
-      AND counter IN ({", ".join(wanted)});"""
+    UPDATE work_counters SET n = n {sign} 1
+    WHERE tenant_id = {row}.tenant_id AND counter = {row}.status AND shard = 0;
+    UPDATE work_counters SET n = n {sign} 1
+    WHERE tenant_id = {row}.tenant_id AND counter = {_class_of(row)} AND shard = 0;"""
 
 
-def _sqlite_counter_rows(row: str, when: str = "true") -> str:
+def _sqlite_counter_rows(row: str) -> str:
     values = " UNION ALL ".join(f"SELECT '{name}' AS name" for name in COUNTERS)
     return f"""
     INSERT OR IGNORE INTO work_counters (tenant_id, counter, shard, n)
-    SELECT {row}.tenant_id, c.name, 0, 0 FROM ({values}) AS c
-    WHERE {when} AND NOT EXISTS (SELECT 1 FROM work_counters x
-                                 WHERE x.tenant_id = {row}.tenant_id AND x.counter = 'ready'
-                                   AND x.shard = 0);"""
-
-
-def _sqlite_mirror() -> str:
-    """Write the visible keys a queue transition changed back into file_metadata."""
-    started = "json_quote(strftime('%Y-%m-%dT%H:%M:%f', NEW.started_at) || '+00:00')"
-    return f"""
-    INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)
-    SELECT NEW.path_id, k, v, {SQLITE_NOW}, {SQLITE_NOW} FROM (
-        SELECT 'status' AS k, json_quote(NEW.status) AS v WHERE OLD.status IS NOT NEW.status
-        UNION ALL
-        SELECT 'worker_id', json_quote(NEW.worker_id)
-        WHERE NEW.worker_id IS NOT NULL AND OLD.worker_id IS NOT NEW.worker_id
-        UNION ALL
-        SELECT 'started_at', {started}
-        WHERE NEW.started_at IS NOT NULL AND OLD.started_at IS NOT NEW.started_at
-    ) WHERE true
-    ON CONFLICT (path_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
-    WHERE file_metadata.value IS NOT excluded.value;"""
+    SELECT {row}.tenant_id, c.name, 0, 0 FROM ({values}) AS c WHERE true;"""
 
 
 def _sqlite_triggers() -> dict[str, str]:
@@ -246,25 +256,18 @@ def _sqlite_triggers() -> dict[str, str]:
     refs_of_new = "NEW.path_id, (SELECT virtual_path FROM file_paths WHERE path_id = NEW.path_id)"
     refs_of_old = "OLD.path_id, (SELECT virtual_path FROM file_paths WHERE path_id = OLD.path_id)"
     completed_changed = "(OLD.status = 'completed') IS NOT (NEW.status = 'completed')"
-    new_status = _sqlite_typed("status", "NEW.value")
-    # A status that already is the row's (the mirror writing back a queue transition) has
-    # nothing to project: one primary-key look-up decides it.
-    status_differs = (
-        f"({new_status} IS NULL OR {new_status} IS NOT"
-        " (SELECT status FROM work_items WHERE path_id = NEW.path_id))"
-    )
+    routed = "('status', 'worker_id', 'started_at')"
+    # Only live paths are routed: a soft-deleted path keeps its keys in file_metadata.
+    live = "(SELECT deleted_at FROM file_paths WHERE path_id = NEW.path_id) IS NULL"
     triggers = {
-        # ---- project: file_metadata -> work_items, work_dependencies
-        "trg_nexus_project_status_insert": f"""AFTER INSERT ON file_metadata
-        WHEN NEW.key = 'status' AND {status_differs}
-        BEGIN {_sqlite_set_status("NEW.path_id", "NEW.value")} END""",
-        "trg_nexus_project_status_update": f"""AFTER UPDATE OF value ON file_metadata
-        WHEN NEW.key = 'status' AND {same_row} AND OLD.value IS NOT NEW.value
-             AND {status_differs}
-        BEGIN {_sqlite_set_status("NEW.path_id", "NEW.value")} END""",
-        "trg_nexus_project_status_delete": """AFTER DELETE ON file_metadata
-        WHEN OLD.key = 'status'
-        BEGIN DELETE FROM work_items WHERE path_id = OLD.path_id; END""",
+        # ---- route: status/worker_id/started_at -> work_items
+        "trg_nexus_route_insert": f"""AFTER INSERT ON file_metadata
+        WHEN NEW.key IN {routed} AND {live}
+        BEGIN {_sqlite_route("NEW.path_id")} END""",
+        "trg_nexus_route_update": f"""AFTER UPDATE OF value ON file_metadata
+        WHEN NEW.key IN {routed} AND {same_row} AND OLD.value IS NOT NEW.value AND {live}
+        BEGIN {_sqlite_route("NEW.path_id")} END""",
+        # ---- project: priority/tags -> work_items; depends_on -> work_dependencies
         "trg_nexus_project_deps_insert": f"""AFTER INSERT ON file_metadata
         WHEN NEW.key = 'depends_on'
         BEGIN {_sqlite_rebuild_edges("NEW.path_id")} END""",
@@ -274,20 +277,26 @@ def _sqlite_triggers() -> dict[str, str]:
         "trg_nexus_project_deps_delete": f"""AFTER DELETE ON file_metadata
         WHEN OLD.key = 'depends_on'
         BEGIN {_sqlite_rebuild_edges("OLD.path_id")} END""",
-        # A row moved to another key or path (plain SQL only): rebuild both sides.
+        # A row moved to another key or path (plain SQL only): refresh both sides.
         "trg_nexus_project_move": f"""AFTER UPDATE OF key, path_id ON file_metadata
         WHEN OLD.key IS NOT NEW.key OR OLD.path_id IS NOT NEW.path_id
-        BEGIN {_sqlite_rebuild_edges("OLD.path_id")} {_sqlite_rebuild("OLD.path_id")}
-        {_sqlite_rebuild_edges("NEW.path_id")} {_sqlite_rebuild("NEW.path_id")}
+        BEGIN {_sqlite_rebuild_edges("OLD.path_id")} {_sqlite_refresh_projected("OLD.path_id")}
+        {_sqlite_rebuild_edges("NEW.path_id")} {_sqlite_refresh_projected("NEW.path_id")}
+        {_sqlite_route("NEW.path_id", f"NEW.key IN {routed} AND {live}")}
         END""",
-        "trg_nexus_project_path_update": f"""
+        # ---- path: soft delete, restore, rename, tenant move
+        "trg_nexus_path_update": f"""
         AFTER UPDATE OF deleted_at, virtual_path, tenant_id, created_at ON file_paths
         WHEN OLD.deleted_at IS NOT NEW.deleted_at OR OLD.virtual_path IS NOT NEW.virtual_path
              OR OLD.tenant_id IS NOT NEW.tenant_id OR OLD.created_at IS NOT NEW.created_at
         BEGIN
         UPDATE work_dependencies SET tenant_id = NEW.tenant_id
         WHERE path_id = NEW.path_id AND tenant_id IS NOT NEW.tenant_id;
-        {_sqlite_rebuild("NEW.path_id")}
+        {_sqlite_unroute("NEW.path_id", "NEW.deleted_at IS NOT NULL")}
+        UPDATE work_items SET tenant_id = NEW.tenant_id, created_at = NEW.created_at
+        WHERE path_id = NEW.path_id
+          AND (tenant_id IS NOT NEW.tenant_id OR created_at IS NOT NEW.created_at);
+        {_sqlite_route("NEW.path_id", "OLD.deleted_at IS NOT NULL AND NEW.deleted_at IS NULL")}
         UPDATE work_items SET unresolved_count = {_sqlite_blockers("work_items.path_id")}
         WHERE path_id = NEW.path_id;
         {
@@ -296,18 +305,23 @@ def _sqlite_triggers() -> dict[str, str]:
             )
         }
         END""",
-        "trg_nexus_project_path_delete": f"""AFTER DELETE ON file_paths
+        "trg_nexus_path_delete": f"""AFTER DELETE ON file_paths
         BEGIN
         DELETE FROM file_metadata WHERE path_id = OLD.path_id;
         DELETE FROM work_items WHERE path_id = OLD.path_id;
         DELETE FROM work_dependencies WHERE path_id = OLD.path_id;
         {_sqlite_resolve("OLD.path_id, OLD.virtual_path", "OLD.tenant_id")}
         END""",
-        # ---- mirror: work_items -> file_metadata (the keys queue transitions change)
-        "trg_nexus_mirror": f"""AFTER UPDATE OF status, worker_id, started_at ON work_items
-        WHEN OLD.status IS NOT NEW.status OR OLD.worker_id IS NOT NEW.worker_id
-             OR OLD.started_at IS NOT NEW.started_at
-        BEGIN {_sqlite_mirror()} END""",
+        # ---- deleting a key through path_metadata deletes it wherever it lives
+        "trg_nexus_path_metadata_delete": """INSTEAD OF DELETE ON path_metadata
+        BEGIN
+        DELETE FROM file_metadata WHERE path_id = OLD.path_id AND key = OLD.key;
+        DELETE FROM work_items WHERE OLD.key = 'status' AND path_id = OLD.path_id;
+        UPDATE work_items SET worker_id = NULL
+        WHERE OLD.key = 'worker_id' AND path_id = OLD.path_id;
+        UPDATE work_items SET started_at = NULL
+        WHERE OLD.key = 'started_at' AND path_id = OLD.path_id;
+        END""",
         # ---- resolve: completed-ness -> dependents' counts
         "trg_nexus_resolve_update": f"""AFTER UPDATE OF status ON work_items
         WHEN {completed_changed}
@@ -328,15 +342,18 @@ def _sqlite_triggers() -> dict[str, str]:
         END""",
         # ---- count: work_items -> work_counters
         "trg_nexus_count_insert": f"""AFTER INSERT ON work_items
-        BEGIN {_sqlite_counter_rows("NEW")} {_sqlite_count(None, "NEW")} END""",
+        BEGIN {_sqlite_counter_rows("NEW")} {_sqlite_count("NEW", "+")} END""",
         "trg_nexus_count_update": f"""AFTER UPDATE OF status, unresolved_count, tenant_id
         ON work_items
         WHEN OLD.status IS NOT NEW.status OR OLD.tenant_id IS NOT NEW.tenant_id
              OR ({_class_of("OLD")}) IS NOT ({_class_of("NEW")})
-        BEGIN {_sqlite_counter_rows("NEW", "OLD.tenant_id IS NOT NEW.tenant_id")}
-        {_sqlite_count("OLD", "NEW")} END""",
+        BEGIN {_sqlite_count("OLD", "-")} {_sqlite_count("NEW", "+")} END""",
+        # A tenant seen for the first time through an update (plain SQL) gets its rows first.
+        "trg_nexus_count_tenant": f"""BEFORE UPDATE OF tenant_id ON work_items
+        WHEN OLD.tenant_id IS NOT NEW.tenant_id
+        BEGIN {_sqlite_counter_rows("NEW")} END""",
         "trg_nexus_count_delete": f"""AFTER DELETE ON work_items
-        BEGIN {_sqlite_count("OLD", None)} END""",
+        BEGIN {_sqlite_count("OLD", "-")} END""",
         # ---- enqueued: a new work row is recorded
         "trg_nexus_enqueued": f"""AFTER INSERT ON work_items
         BEGIN
@@ -345,20 +362,45 @@ def _sqlite_triggers() -> dict[str, str]:
                 json_object('status', NEW.status));
         END""",
     }
-    for key in ROW_KEYS:
-        typed = _sqlite_typed(key, "NEW.value")
-        differs = f"{typed} IS NOT (SELECT {key} FROM work_items WHERE path_id = NEW.path_id)"
-        update = f"UPDATE work_items SET {key} = {typed} WHERE path_id = NEW.path_id;"
+    for key in PROJECTED_KEYS:
+        update = (
+            f"UPDATE work_items SET {key} = {_sqlite_typed(key, 'NEW.value')}"
+            " WHERE path_id = NEW.path_id;"
+        )
         triggers[f"trg_nexus_project_{key}_insert"] = f"""AFTER INSERT ON file_metadata
-        WHEN NEW.key = '{key}' AND {differs}
+        WHEN NEW.key = '{key}'
         BEGIN {update} END"""
         triggers[f"trg_nexus_project_{key}_update"] = f"""AFTER UPDATE OF value ON file_metadata
-        WHEN NEW.key = '{key}' AND {same_row} AND OLD.value IS NOT NEW.value AND {differs}
+        WHEN NEW.key = '{key}' AND {same_row} AND OLD.value IS NOT NEW.value
         BEGIN {update} END"""
         triggers[f"trg_nexus_project_{key}_delete"] = f"""AFTER DELETE ON file_metadata
         WHEN OLD.key = '{key}'
         BEGIN UPDATE work_items SET {key} = NULL WHERE path_id = OLD.path_id; END"""
     return triggers
+
+
+def _path_metadata_view(pg: bool) -> str:
+    """Every current key of every path: file_metadata plus the keys routed to work_items."""
+    if pg:
+        status, worker = "to_jsonb(w.status)", "to_jsonb(w.worker_id)"
+        started = (
+            "to_jsonb(to_char(w.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS')"
+            " || '+00:00')"
+        )
+    else:
+        status, worker = _sqlite_routed_json("status", "w"), _sqlite_routed_json("worker_id", "w")
+        started = _sqlite_routed_json("started_at", "w")
+    changed = "coalesce(w.finished_at, w.started_at, w.created_at)"
+    return f"""CREATE VIEW path_metadata AS
+    SELECT m.path_id, m.key, m.value, m.created_at, m.updated_at FROM file_metadata m
+    UNION ALL
+    SELECT w.path_id, 'status', {status}, w.created_at, {changed} FROM work_items w
+    UNION ALL
+    SELECT w.path_id, 'worker_id', {worker}, w.created_at, {changed} FROM work_items w
+    WHERE w.worker_id IS NOT NULL
+    UNION ALL
+    SELECT w.path_id, 'started_at', {started}, w.created_at, {changed} FROM work_items w
+    WHERE w.started_at IS NOT NULL"""
 
 
 # ============================================================================================
@@ -474,44 +516,89 @@ PG_RULE_FUNCTIONS = [
                           WHERE tp.tenant_id = d.tenant_id AND tp.virtual_path = d.depends_on_ref
                             AND tw.status = 'completed')
     $$""",
-    f"""CREATE FUNCTION nexus_rebuild_work_items(p_ids text[]) RETURNS void
+    f"""CREATE FUNCTION nexus_route(p_ids text[]) RETURNS void
     LANGUAGE plpgsql VOLATILE AS $$
     BEGIN
-        -- Make the work rows of p_ids match their metadata; queue-owned columns are kept.
+        -- Route the routed keys of p_ids found in file_metadata into their work rows: a
+        -- valid status updates or creates the row (built from the path's metadata), an
+        -- invalid one removes it; routed rows then leave file_metadata.
+        -- Every statement is driven by unnest(p_ids) joined on primary keys: a plan that
+        -- stays right when a bulk load has left the tables without statistics.
+        UPDATE work_items w SET status = nexus_status_of(s.value)
+        FROM unnest(p_ids) AS t(id)
+        JOIN file_metadata s ON s.path_id = t.id AND s.key = 'status'
+        WHERE w.path_id = t.id AND nexus_status_of(s.value) IS NOT NULL
+          AND w.status IS DISTINCT FROM nexus_status_of(s.value);
         INSERT INTO work_items (path_id, tenant_id, created_at, status, priority, tags,
                                 worker_id, started_at, attempts, unresolved_count)
         SELECT p.path_id, p.tenant_id, p.created_at, nexus_status_of(s.value),
                {_pg_meta("priority", "p.path_id")}, {_pg_meta("tags", "p.path_id")},
                {_pg_meta("worker_id", "p.path_id")}, {_pg_meta("started_at", "p.path_id")},
                0, nexus_blocker_count(p.path_id)
-        FROM file_paths p JOIN file_metadata s ON s.path_id = p.path_id AND s.key = 'status'
-        WHERE p.path_id = ANY (p_ids) AND p.deleted_at IS NULL
-          AND nexus_status_of(s.value) IS NOT NULL
+        FROM unnest(p_ids) AS t(id)
+        JOIN file_paths p ON p.path_id = t.id
+        JOIN file_metadata s ON s.path_id = t.id AND s.key = 'status'
+        WHERE p.deleted_at IS NULL AND nexus_status_of(s.value) IS NOT NULL
         ORDER BY p.path_id
-        ON CONFLICT (path_id) DO UPDATE SET
-            tenant_id = excluded.tenant_id, created_at = excluded.created_at,
-            status = excluded.status, priority = excluded.priority, tags = excluded.tags,
-            worker_id = excluded.worker_id, started_at = excluded.started_at
-        WHERE (work_items.tenant_id, work_items.created_at, work_items.status,
-               work_items.priority, work_items.tags, work_items.worker_id,
-               work_items.started_at)
-              IS DISTINCT FROM (excluded.tenant_id, excluded.created_at, excluded.status,
-                                excluded.priority, excluded.tags, excluded.worker_id,
-                                excluded.started_at);
-        DELETE FROM work_items w
-        WHERE w.path_id = ANY (p_ids)
-          AND NOT EXISTS (SELECT 1 FROM file_paths p
-                          JOIN file_metadata s ON s.path_id = p.path_id AND s.key = 'status'
-                          WHERE p.path_id = w.path_id AND p.deleted_at IS NULL
-                            AND nexus_status_of(s.value) IS NOT NULL);
+        ON CONFLICT (path_id) DO NOTHING;
+        DELETE FROM work_items w USING unnest(p_ids) AS t(id), file_metadata s
+        WHERE w.path_id = t.id AND s.path_id = t.id AND s.key = 'status'
+          AND nexus_status_of(s.value) IS NULL;
+        UPDATE work_items w SET worker_id = nexus_text_of(m.value)
+        FROM unnest(p_ids) AS t(id)
+        JOIN file_metadata m ON m.path_id = t.id AND m.key = 'worker_id'
+        WHERE w.path_id = t.id AND nexus_text_of(m.value) IS NOT NULL
+          AND w.worker_id IS DISTINCT FROM nexus_text_of(m.value);
+        UPDATE work_items w SET started_at = nexus_ts_of(m.value)
+        FROM unnest(p_ids) AS t(id)
+        JOIN file_metadata m ON m.path_id = t.id AND m.key = 'started_at'
+        WHERE w.path_id = t.id AND nexus_ts_of(m.value) IS NOT NULL
+          AND w.started_at IS DISTINCT FROM nexus_ts_of(m.value);
+        DELETE FROM file_metadata m USING unnest(p_ids) AS t(id)
+        WHERE m.path_id = t.id AND m.key IN ('status', 'worker_id', 'started_at')
+          AND EXISTS (SELECT 1 FROM work_items w WHERE w.path_id = t.id)
+          AND EXISTS (SELECT 1 FROM file_paths p WHERE p.path_id = t.id
+                      AND p.deleted_at IS NULL)
+          AND ((m.key = 'status' AND nexus_status_of(m.value) IS NOT NULL)
+               OR (m.key = 'worker_id' AND nexus_text_of(m.value) IS NOT NULL)
+               OR (m.key = 'started_at' AND nexus_ts_of(m.value) IS NOT NULL));
+    END $$""",
+    """CREATE FUNCTION nexus_unroute(p_path_id text) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        -- A path leaving the live set: its routed keys go back to file_metadata.
+        INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)
+        SELECT w.path_id, k.key, k.value, now(), now()
+        FROM work_items w CROSS JOIN LATERAL (VALUES
+            ('status', to_jsonb(w.status)),
+            ('worker_id', to_jsonb(w.worker_id)),
+            ('started_at', to_jsonb(to_char(w.started_at AT TIME ZONE 'UTC',
+                                            'YYYY-MM-DD"T"HH24:MI:SS.MS') || '+00:00'))
+        ) AS k(key, value)
+        WHERE w.path_id = p_path_id AND k.value IS NOT NULL AND k.value <> 'null'::jsonb
+        ON CONFLICT (path_id, key) DO UPDATE
+            SET value = excluded.value, updated_at = excluded.updated_at;
+        DELETE FROM work_items WHERE path_id = p_path_id;
+    END $$""",
+    f"""CREATE FUNCTION nexus_refresh_projected(p_ids text[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        UPDATE work_items w SET priority = {_pg_meta("priority", "w.path_id")},
+                                tags = {_pg_meta("tags", "w.path_id")}
+        FROM unnest(p_ids) AS t(id)
+        WHERE w.path_id = t.id
+          AND (w.priority, w.tags) IS DISTINCT FROM
+              ({_pg_meta("priority", "w.path_id")}, {_pg_meta("tags", "w.path_id")});
     END $$""",
     """CREATE FUNCTION nexus_rebuild_edges(p_ids text[]) RETURNS void
     LANGUAGE plpgsql VOLATILE AS $$
     BEGIN
-        DELETE FROM work_dependencies WHERE path_id = ANY (p_ids);
+        DELETE FROM work_dependencies d USING unnest(p_ids) AS t(id) WHERE d.path_id = t.id;
         INSERT INTO work_dependencies (path_id, depends_on_ref, tenant_id)
         SELECT DISTINCT m.path_id, r.ref, p.tenant_id
-        FROM file_metadata m JOIN file_paths p ON p.path_id = m.path_id,
+        FROM unnest(p_ids) AS t(id)
+        JOIN file_metadata m ON m.path_id = t.id AND m.key = 'depends_on'
+        JOIN file_paths p ON p.path_id = m.path_id,
         LATERAL (
             SELECT m.value #>> '{}' AS ref WHERE jsonb_typeof(m.value) = 'string'
             UNION ALL
@@ -519,12 +606,14 @@ PG_RULE_FUNCTIONS = [
                 CASE WHEN jsonb_typeof(m.value) = 'array' THEN m.value ELSE '[]'::jsonb END) e
             WHERE jsonb_typeof(e) = 'string'
         ) r
-        WHERE m.path_id = ANY (p_ids) AND m.key = 'depends_on';
-        PERFORM nexus_lock_refs(ARRAY(SELECT depends_on_ref FROM work_dependencies
-                                      WHERE path_id = ANY (p_ids)));
-        UPDATE work_items SET unresolved_count = nexus_blocker_count(path_id)
-        WHERE path_id = ANY (p_ids)
-          AND unresolved_count IS DISTINCT FROM nexus_blocker_count(path_id);
+        WHERE true;
+        PERFORM nexus_lock_refs(ARRAY(SELECT d.depends_on_ref
+                                      FROM unnest(p_ids) AS t(id)
+                                      JOIN work_dependencies d ON d.path_id = t.id));
+        UPDATE work_items w SET unresolved_count = nexus_blocker_count(w.path_id)
+        FROM unnest(p_ids) AS t(id)
+        WHERE w.path_id = t.id
+          AND w.unresolved_count IS DISTINCT FROM nexus_blocker_count(w.path_id);
     END $$""",
     """CREATE FUNCTION nexus_resolve(p_refs text[], p_tenants text[]) RETURNS void
     LANGUAGE plpgsql VOLATILE AS $$
@@ -534,58 +623,61 @@ PG_RULE_FUNCTIONS = [
         END IF;
         PERFORM nexus_lock_refs(p_refs);
         -- A new statement, so a fresh snapshot: it sees edges committed while we waited.
+        -- Most items have no dependents: then no UPDATE (whose triggers would run for
+        -- nothing) is issued at all.
+        PERFORM 1 FROM unnest(p_refs) AS r(ref)
+        JOIN work_dependencies d ON d.depends_on_ref = r.ref LIMIT 1;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
         UPDATE work_items w SET unresolved_count = nexus_blocker_count(w.path_id)
-        WHERE w.path_id IN (SELECT d.path_id FROM work_dependencies d
-                            WHERE d.depends_on_ref = ANY (p_refs)
-                              AND d.tenant_id = ANY (p_tenants))
+        WHERE w.path_id IN (SELECT d.path_id FROM unnest(p_refs) AS r(ref)
+                            JOIN work_dependencies d ON d.depends_on_ref = r.ref
+                            WHERE d.tenant_id = ANY (p_tenants))
           AND w.unresolved_count IS DISTINCT FROM nexus_blocker_count(w.path_id);
     END $$""",
-    # ---- project: file_metadata -> work_items, work_dependencies
-    f"""CREATE FUNCTION nexus_project_metadata() RETURNS trigger
+    # ---- route and project: file_metadata -> work_items, work_dependencies
+    """CREATE FUNCTION nexus_project_metadata() RETURNS trigger
     LANGUAGE plpgsql AS $$
     DECLARE
-        touched text[];
+        routed text[];
+        projected text[];
         edges text[];
     BEGIN
-        -- Statement triggers fire for statements that changed no row: nothing to do then.
-        IF TG_OP = 'DELETE' THEN
-            PERFORM 1 FROM old_rows LIMIT 1;
-        ELSE
-            PERFORM 1 FROM new_rows LIMIT 1;
-        END IF;
-        IF NOT FOUND THEN
-            RETURN NULL;
-        END IF;
-        -- Writes made by nexus's own triggers (the mirror) are already in work_items.
+        -- Writes made by nexus's own rules (routing, a path's soft delete) are final.
         IF pg_trigger_depth() > 1 THEN
             RETURN NULL;
         END IF;
-        IF TG_OP = 'INSERT' THEN
-            SELECT array_agg(DISTINCT path_id) FILTER (WHERE key <> 'depends_on'),
+        IF TG_OP = 'DELETE' THEN
+            SELECT array_agg(DISTINCT path_id) FILTER (WHERE key IN ('priority', 'tags')),
                    array_agg(DISTINCT path_id) FILTER (WHERE key = 'depends_on')
-            INTO touched, edges FROM new_rows WHERE key IN {WORK_KEYS};
-        ELSIF TG_OP = 'DELETE' THEN
-            SELECT array_agg(DISTINCT path_id) FILTER (WHERE key <> 'depends_on'),
-                   array_agg(DISTINCT path_id) FILTER (WHERE key = 'depends_on')
-            INTO touched, edges FROM old_rows WHERE key IN {WORK_KEYS};
+            INTO projected, edges FROM old_rows;
         ELSE
-            SELECT array_agg(DISTINCT path_id) FILTER (WHERE key <> 'depends_on'),
+            SELECT array_agg(DISTINCT path_id)
+                       FILTER (WHERE key IN ('status', 'worker_id', 'started_at')),
+                   array_agg(DISTINCT path_id) FILTER (WHERE key IN ('priority', 'tags')),
                    array_agg(DISTINCT path_id) FILTER (WHERE key = 'depends_on')
-            INTO touched, edges FROM (
-                SELECT n.path_id, n.key FROM new_rows n
-                LEFT JOIN old_rows o ON o.path_id = n.path_id AND o.key = n.key
-                WHERE n.key IN {WORK_KEYS} AND o.value IS DISTINCT FROM n.value
-                UNION ALL
-                SELECT o.path_id, o.key FROM old_rows o
-                LEFT JOIN new_rows n ON n.path_id = o.path_id AND n.key = o.key
-                WHERE o.key IN {WORK_KEYS} AND n.path_id IS NULL
-            ) changed;
+            INTO routed, projected, edges FROM new_rows;
+            IF TG_OP = 'UPDATE' THEN
+                -- Rows moved away from a key or path (plain SQL only) leave it too.
+                SELECT array_cat(projected, array_agg(DISTINCT o.path_id)
+                                 FILTER (WHERE o.key IN ('priority', 'tags'))),
+                       array_cat(edges, array_agg(DISTINCT o.path_id)
+                                 FILTER (WHERE o.key = 'depends_on'))
+                INTO projected, edges
+                FROM old_rows o
+                WHERE NOT EXISTS (SELECT 1 FROM new_rows n
+                                  WHERE n.path_id = o.path_id AND n.key = o.key);
+            END IF;
         END IF;
         IF edges IS NOT NULL THEN
             PERFORM nexus_rebuild_edges(edges);
         END IF;
-        IF touched IS NOT NULL THEN
-            PERFORM nexus_rebuild_work_items(touched);
+        IF projected IS NOT NULL THEN
+            PERFORM nexus_refresh_projected(projected);
+        END IF;
+        IF routed IS NOT NULL THEN
+            PERFORM nexus_route(routed);
         END IF;
         RETURN NULL;
     END $$""",
@@ -600,44 +692,35 @@ PG_RULE_FUNCTIONS = [
         IF NEW.tenant_id IS DISTINCT FROM OLD.tenant_id THEN
             UPDATE work_dependencies SET tenant_id = NEW.tenant_id WHERE path_id = NEW.path_id;
         END IF;
-        PERFORM nexus_rebuild_work_items(ARRAY[NEW.path_id]);
-        UPDATE work_items SET unresolved_count = nexus_blocker_count(path_id)
-        WHERE path_id = NEW.path_id;
+        IF NEW.deleted_at IS NOT NULL THEN
+            PERFORM nexus_unroute(NEW.path_id);
+        ELSE
+            UPDATE work_items SET tenant_id = NEW.tenant_id, created_at = NEW.created_at
+            WHERE path_id = NEW.path_id
+              AND (tenant_id, created_at) IS DISTINCT FROM (NEW.tenant_id, NEW.created_at);
+            IF OLD.deleted_at IS NOT NULL THEN
+                PERFORM nexus_route(ARRAY[NEW.path_id]);
+            END IF;
+            UPDATE work_items SET unresolved_count = nexus_blocker_count(path_id)
+            WHERE path_id = NEW.path_id;
+        END IF;
         PERFORM nexus_resolve(ARRAY[NEW.path_id, OLD.virtual_path, NEW.virtual_path],
                               ARRAY[OLD.tenant_id, NEW.tenant_id]);
         RETURN NULL;
     END $$""",
-    # ---- mirror: work_items -> file_metadata
-    """CREATE FUNCTION nexus_mirror_work() RETURNS trigger
+    """CREATE FUNCTION nexus_delete_path_metadata() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
-        -- Statement triggers fire for statements that changed no row: nothing to do then.
-        IF TG_OP = 'DELETE' THEN
-            PERFORM 1 FROM old_rows LIMIT 1;
-        ELSE
-            PERFORM 1 FROM new_rows LIMIT 1;
+        -- Deleting a key through path_metadata deletes it wherever it lives.
+        DELETE FROM file_metadata WHERE path_id = OLD.path_id AND key = OLD.key;
+        IF OLD.key = 'status' THEN
+            DELETE FROM work_items WHERE path_id = OLD.path_id;
+        ELSIF OLD.key = 'worker_id' THEN
+            UPDATE work_items SET worker_id = NULL WHERE path_id = OLD.path_id;
+        ELSIF OLD.key = 'started_at' THEN
+            UPDATE work_items SET started_at = NULL WHERE path_id = OLD.path_id;
         END IF;
-        IF NOT FOUND THEN
-            RETURN NULL;
-        END IF;
-        INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)
-        SELECT n.path_id, k.key, k.value, now(), now()
-        FROM new_rows n JOIN old_rows o ON o.path_id = n.path_id
-        CROSS JOIN LATERAL (VALUES
-            ('status', to_jsonb(n.status), n.status IS DISTINCT FROM o.status),
-            ('worker_id', to_jsonb(n.worker_id),
-             n.worker_id IS NOT NULL AND n.worker_id IS DISTINCT FROM o.worker_id),
-            ('started_at',
-             to_jsonb(to_char(n.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS')
-                      || '+00:00'),
-             n.started_at IS NOT NULL AND n.started_at IS DISTINCT FROM o.started_at)
-        ) AS k(key, value, changed)
-        WHERE k.changed
-        ORDER BY n.path_id, k.key
-        ON CONFLICT (path_id, key) DO UPDATE
-            SET value = excluded.value, updated_at = excluded.updated_at
-            WHERE file_metadata.value IS DISTINCT FROM excluded.value;
-        RETURN NULL;
+        RETURN OLD;
     END $$""",
     # ---- resolve: completed-ness -> dependents' counts
     """CREATE FUNCTION nexus_resolve_work() RETURNS trigger
@@ -688,6 +771,12 @@ PG_RULE_FUNCTIONS = [
         ELSE
             PERFORM 1 FROM new_rows LIMIT 1;
         END IF;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        PERFORM 1 FROM new_rows n JOIN old_rows o ON o.path_id = n.path_id
+        WHERE n.unresolved_count = 0 AND o.unresolved_count > 0 AND n.status = 'blocked'
+        LIMIT 1;
         IF NOT FOUND THEN
             RETURN NULL;
         END IF;
@@ -749,16 +838,18 @@ PG_RULE_FUNCTIONS = [
 ]
 
 PG_FUNCTION_SIGNATURES = [
+    "nexus_delete_path_metadata()",
+    "nexus_refresh_projected(text[])",
+    "nexus_unroute(text)",
+    "nexus_route(text[])",
     "nexus_record_enqueued()",
     "nexus_count_work()",
     "nexus_promote_work()",
     "nexus_resolve_work()",
-    "nexus_mirror_work()",
     "nexus_project_path()",
     "nexus_project_metadata()",
     "nexus_resolve(text[], text[])",
     "nexus_rebuild_edges(text[])",
-    "nexus_rebuild_work_items(text[])",
     "nexus_blocker_count(text)",
     "nexus_lock_refs(text[])",
     "nexus_ts_of(jsonb)",
@@ -793,7 +884,6 @@ def _pg_triggers() -> dict[str, tuple[str, str]]:
     specs = [
         ("trg_nexus_project", "file_metadata", "nexus_project_metadata",
          ("INSERT", "UPDATE", "DELETE")),
-        ("trg_nexus_mirror", "work_items", "nexus_mirror_work", ("UPDATE",)),
         ("trg_nexus_resolve", "work_items", "nexus_resolve_work", ("INSERT", "UPDATE", "DELETE")),
         ("trg_nexus_promote", "work_items", "nexus_promote_work", ("UPDATE",)),
         ("trg_nexus_count", "work_items", "nexus_count_work", ("INSERT", "UPDATE", "DELETE")),
@@ -811,6 +901,11 @@ def _pg_triggers() -> dict[str, tuple[str, str]]:
             OR OLD.tenant_id IS DISTINCT FROM NEW.tenant_id
             OR OLD.created_at IS DISTINCT FROM NEW.created_at)
         EXECUTE FUNCTION nexus_project_path()""",
+    )
+    triggers["trg_nexus_path_metadata_delete"] = (
+        "path_metadata",
+        """CREATE TRIGGER trg_nexus_path_metadata_delete INSTEAD OF DELETE ON path_metadata
+        FOR EACH ROW EXECUTE FUNCTION nexus_delete_path_metadata()""",
     )
     triggers["trg_nexus_project_path_delete"] = (
         "file_paths",
@@ -959,6 +1054,26 @@ def upgrade() -> None:
     # the in-progress index, and the history's analytics views scan anyway.
     op.drop_index("ix_work_items_lease", table_name="work_items")
     op.drop_index("ix_work_history_event_at", table_name="work_history")
+    # The routed keys of existing work rows are in work_items already (0002 projected them):
+    # their metadata copies go.
+    if pg:
+        op.execute(
+            """DELETE FROM file_metadata m USING work_items w
+            WHERE m.path_id = w.path_id
+              AND (m.key = 'status' OR (m.key = 'worker_id' AND w.worker_id IS NOT NULL)
+                   OR (m.key = 'started_at' AND w.started_at IS NOT NULL))"""
+        )
+    else:
+        op.execute(
+            """DELETE FROM file_metadata
+            WHERE key IN ('status', 'worker_id', 'started_at')
+              AND EXISTS (SELECT 1 FROM work_items w WHERE w.path_id = file_metadata.path_id
+                          AND (file_metadata.key = 'status'
+                               OR (file_metadata.key = 'worker_id' AND w.worker_id IS NOT NULL)
+                               OR (file_metadata.key = 'started_at'
+                                   AND w.started_at IS NOT NULL)))"""
+        )
+    op.execute(_path_metadata_view(pg))
     if pg:
         for statement in PG_TYPED_FUNCTIONS + PG_RULE_FUNCTIONS:
             op.execute(statement)
@@ -980,6 +1095,30 @@ def downgrade() -> None:
     else:
         for name in _sqlite_triggers():
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    op.execute("DROP VIEW IF EXISTS path_metadata")
+    # The routed keys go back into file_metadata, where 0002 keeps them.
+    if pg:
+        op.execute(
+            """INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)
+            SELECT w.path_id, k.key, k.value, now(), now()
+            FROM work_items w CROSS JOIN LATERAL (VALUES
+                ('status', to_jsonb(w.status)),
+                ('worker_id', to_jsonb(w.worker_id)),
+                ('started_at', to_jsonb(to_char(w.started_at AT TIME ZONE 'UTC',
+                                                'YYYY-MM-DD"T"HH24:MI:SS.MS') || '+00:00'))
+            ) AS k(key, value)
+            WHERE k.value IS NOT NULL AND k.value <> 'null'::jsonb
+            ON CONFLICT (path_id, key) DO UPDATE SET value = excluded.value"""
+        )
+    else:
+        for key in ROUTED_KEYS:
+            op.execute(
+                f"""INSERT OR REPLACE INTO file_metadata (path_id, key, value, created_at,
+                                                         updated_at)
+                SELECT w.path_id, '{key}', {_sqlite_routed_json(key, "w")}, {SQLITE_NOW},
+                       {SQLITE_NOW}
+                FROM work_items w WHERE w.{key} IS NOT NULL"""
+            )
     op.drop_index("ix_work_items_deferred", table_name="work_items")
     op.execute(
         "CREATE INDEX ix_work_items_lease ON work_items (lease_expires_at)"

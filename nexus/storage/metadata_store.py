@@ -41,6 +41,7 @@ from nexus.storage.schema import (
     file_metadata,
     file_paths,
     in_progress_work,
+    path_metadata,
     pending_work_items,
     ready_work_items,
     tenant_of_path_is,
@@ -64,6 +65,8 @@ T = TypeVar("T")
 
 #: SQLite allows 32766 bound parameters per statement; IN-lists stay far below that.
 CHUNK = 500
+#: Rows per multi-row INSERT (3 parameters each: within both databases' limits).
+BULK_ROWS = 2000
 
 #: PostgreSQL errors worth retrying the whole transaction for: deadlock, serialisation.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -193,6 +196,7 @@ class SQLAlchemyMetadataStore:
             if self.dialect == "postgresql"
             else sa.func.strftime(sa.literal_column("'%Y-%m-%d %H:%M:%f'"), "now")
         )
+        self._server_now = server_now
         upsert = insert(file_metadata).values(created_at=server_now, updated_at=server_now)
         self._upsert_metadata_stmt = upsert.on_conflict_do_update(
             index_elements=["path_id", "key"],
@@ -433,8 +437,7 @@ class SQLAlchemyMetadataStore:
             ]
             # Status last, so its trigger builds each work row once, from every key.
             values.sort(key=lambda item: item["key"] == "status")
-            for start in range(0, len(values), CHUNK * 10):
-                conn.execute(self._upsert_metadata_stmt, values[start : start + CHUNK * 10])
+            self.write_metadata_rows(conn, values)
             for ref, value in dependencies:
                 self.check_no_cycle(conn, ref, ids[ref], dependency_refs(value), value)
             return len(values)
@@ -533,26 +536,35 @@ class SQLAlchemyMetadataStore:
                     found[path] = path_id
         return found, blank
 
-    def paths_with_key(
-        self, conn: Connection, path_ids: builtins.list[str], key: str
-    ) -> set[str]:
-        """The path_ids among ``path_ids`` that have metadata ``key``."""
+    def paths_with_key(self, conn: Connection, path_ids: builtins.list[str], key: str) -> set[str]:
+        """The path_ids among ``path_ids`` that have metadata ``key`` (in ``path_metadata``)."""
         found: set[str] = set()
         for start in range(0, len(path_ids), CHUNK):
             found.update(
                 conn.execute(
-                    sa.select(file_metadata.c.path_id).where(
-                        file_metadata.c.key == key,
-                        file_metadata.c.path_id.in_(path_ids[start : start + CHUNK]),
+                    sa.select(path_metadata.c.path_id).where(
+                        path_metadata.c.key == key,
+                        path_metadata.c.path_id.in_(path_ids[start : start + CHUNK]),
                     )
                 ).scalars()
             )
         return found
 
     def write_metadata_rows(self, conn: Connection, rows: builtins.list[dict[str, Any]]) -> None:
-        """Upsert ``{"path_id", "key", "value"}`` rows, in order (multi-row statements)."""
-        for start in range(0, len(rows), CHUNK * 10):
-            conn.execute(self._upsert_metadata_stmt, rows[start : start + CHUNK * 10])
+        """Upsert ``{"path_id", "key", "value"}`` rows, in order, as multi-row statements.
+
+        One statement per 2,000 rows (not one per row): the database's rules then see each
+        batch at once, which on PostgreSQL (statement triggers) is what makes bulk writes
+        set-wise."""
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        for start in range(0, len(rows), BULK_ROWS):
+            stmt = insert(file_metadata).values(rows[start : start + BULK_ROWS])
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["path_id", "key"],
+                    set_={"value": stmt.excluded.value, "updated_at": self._server_now},
+                )
+            )
 
     def write_metadata_driver(self, cursor: Any, rows: builtins.list[tuple[str, str, Any]]) -> None:
         """Upsert ``(path_id, key, value)`` rows on a driver cursor of ``self.database``."""
@@ -575,9 +587,7 @@ class SQLAlchemyMetadataStore:
                 return True
         return False
 
-    def read_views(
-        self, views: Mapping[str, sa.Table]
-    ) -> dict[str, builtins.list[dict[str, Any]]]:
+    def read_views(self, views: Mapping[str, sa.Table]) -> dict[str, builtins.list[dict[str, Any]]]:
         """Every row of each named view, as dicts."""
         with self._reading() as conn:
             return {
@@ -659,59 +669,55 @@ class SQLAlchemyMetadataStore:
         self._write(work)
 
     def get_file_metadata(self, path: str, key: str) -> Any:
-        """The value of ``key``, or None if it is unset. Raises if the path does not exist."""
+        """The value of ``key``, or None if it is unset. Raises if the path does not exist.
+
+        Work keys the queue advances (status, worker_id, started_at) are read from the work
+        row, so this always agrees with the views and the queue (``path_metadata``)."""
         ref = validate_path_or_id(path)
         key = validate_key(key)
-        stmt = (
-            sa.select(file_paths.c.path_id, file_metadata.c.value)
-            .select_from(
-                file_paths.outerjoin(
-                    file_metadata,
-                    sa.and_(
-                        file_metadata.c.path_id == file_paths.c.path_id,
-                        file_metadata.c.key == sa.bindparam("key"),
-                    ),
-                )
-            )
-            .where(self._path_filter(ref))
-        )
         with self._reading() as conn:
-            row = conn.execute(stmt, self._params(ref, key=key)).first()
-        if row is None:
-            raise NexusFileNotFoundError(ref)
-        return row.value
+            path_id = self._live_path_id(conn, ref)
+            return conn.execute(
+                sa.select(path_metadata.c.value).where(
+                    path_metadata.c.path_id == path_id, path_metadata.c.key == key
+                )
+            ).scalar()
 
     def get_all_file_metadata(self, path: str) -> dict[str, Any]:
+        """Every key of the path (as ``path_metadata`` shows them), by key."""
         ref = validate_path_or_id(path)
-        stmt = (
-            sa.select(file_paths.c.path_id, file_metadata.c.key, file_metadata.c.value)
-            .select_from(
-                file_paths.outerjoin(file_metadata, file_metadata.c.path_id == file_paths.c.path_id)
-            )
-            .where(self._path_filter(ref))
-            .order_by(file_metadata.c.key)
-        )
         with self._reading() as conn:
-            rows = conn.execute(stmt, self._params(ref)).all()
-        if not rows:
-            raise NexusFileNotFoundError(ref)
-        return {row.key: row.value for row in rows if row.key is not None}
+            path_id = self._live_path_id(conn, ref)
+            rows = conn.execute(
+                sa.select(path_metadata.c.key, path_metadata.c.value)
+                .where(path_metadata.c.path_id == path_id)
+                .order_by(path_metadata.c.key)
+            ).all()
+        return {row.key: row.value for row in rows}
 
     def delete_file_metadata(self, path: str, key: str) -> bool:
-        """Remove ``key``; returns whether it was set."""
+        """Remove ``key`` wherever it lives (removing ``status`` ends the work item); returns
+        whether it was set."""
         ref = validate_path_or_id(path)
         key = validate_key(key)
 
         def work(conn: Connection) -> bool:
             path_id = self._require_path_id(conn, ref)
-            result = conn.execute(
-                sa.delete(file_metadata).where(
-                    file_metadata.c.path_id == path_id, file_metadata.c.key == key
-                )
-            )
-            return result.rowcount > 0
+            where = sa.and_(path_metadata.c.path_id == path_id, path_metadata.c.key == key)
+            if conn.execute(sa.select(sa.literal(1)).where(where)).first() is None:
+                return False
+            conn.execute(sa.delete(path_metadata).where(where))
+            return True
 
         return self._write(work)
+
+    def _live_path_id(self, conn: Connection, ref: str) -> str:
+        path_id = conn.execute(
+            sa.select(file_paths.c.path_id).where(self._path_filter(ref)), self._params(ref)
+        ).scalar()
+        if path_id is None:
+            raise NexusFileNotFoundError(ref)
+        return str(path_id)
 
     def lock_dependency_writes(self, conn: Connection) -> None:
         """Serialise writers of ``depends_on`` (PostgreSQL), so cycle checks see each other."""

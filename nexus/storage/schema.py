@@ -54,6 +54,18 @@ work_items = sa.Table(
     sa.Column("attempts", sa.Integer(), nullable=False),
     sa.Column("max_attempts", sa.Integer()),
     sa.Column("unresolved_count", sa.Integer(), nullable=False),
+    sa.Column("lease_seconds", sa.Float()),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("finished_at", UTCDateTime()),
+)
+
+work_counters = sa.Table(
+    "work_counters",
+    metadata,
+    sa.Column("tenant_id", sa.String(255), primary_key=True),
+    sa.Column("counter", sa.String(16), primary_key=True),
+    sa.Column("shard", sa.Integer(), primary_key=True),
+    sa.Column("n", sa.BigInteger(), nullable=False),
 )
 
 work_dependencies = sa.Table(
@@ -114,6 +126,17 @@ in_progress_work = sa.Table(
     *_view_columns(),
     sa.Column("worker_id", sa.Text()),
     sa.Column("started_at", UTCDateTime()),
+)
+
+# Every current key of every path: file_metadata plus the keys routed to work_items.
+path_metadata = sa.Table(
+    "path_metadata",
+    views,
+    sa.Column("path_id", sa.String(36)),
+    sa.Column("key", sa.String(255)),
+    sa.Column("value", JSONValue),
+    sa.Column("created_at", UTCDateTime()),
+    sa.Column("updated_at", UTCDateTime()),
 )
 
 work_throughput_hourly = sa.Table(
