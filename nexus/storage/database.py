@@ -48,6 +48,8 @@ class Database:
         self._open: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
+        #: Called with (sql, parameters) for every statement sent at driver level, when set.
+        self.tracer: Callable[[str, Any], None] | None = None
 
     # ------------------------------------------------------------------ values
 
@@ -116,6 +118,8 @@ class Database:
 
     def _run(self, conn: Any, work: Callable[[Any], T], write: bool) -> T:
         cursor = conn.cursor()
+        if self.tracer is not None:
+            cursor = _TracingCursor(cursor, self.tracer)
         if self.is_postgresql:
             try:
                 result = work(cursor)
@@ -149,3 +153,24 @@ class Database:
             with contextlib.suppress(Exception):
                 conn.close()
         self._local = threading.local()
+
+
+class _TracingCursor:
+    """A driver cursor that reports each statement to a tracer (statement-budget tests)."""
+
+    def __init__(self, cursor: Any, tracer: Callable[[str, Any], None]) -> None:
+        self._cursor = cursor
+        self._tracer = tracer
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        self._tracer(sql, params)
+        return (
+            self._cursor.execute(sql, params) if params is not None else self._cursor.execute(sql)
+        )
+
+    def executemany(self, sql: str, params: Any) -> Any:
+        self._tracer(sql, params)
+        return self._cursor.executemany(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)

@@ -67,6 +67,8 @@ T = TypeVar("T")
 CHUNK = 500
 #: Rows per multi-row INSERT (3 parameters each: within both databases' limits).
 BULK_ROWS = 2000
+#: Batch items walked per cycle-check statement.
+CYCLE_CHUNK = 2000
 
 #: PostgreSQL errors worth retrying the whole transaction for: deadlock, serialisation.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -74,10 +76,12 @@ WRITE_ATTEMPTS = 5
 #: Transaction-level advisory lock serialising writers of ``depends_on`` (cycle checks).
 DEPENDENCY_WRITE_LOCK = (7_400_002, 0)
 
+# Both walk the tenant's own graph only: a reference resolves inside its tenant.
 _CYCLE_CHECK = sa.text(
     """
     WITH RECURSIVE reach(path_id) AS (
-        SELECT CAST(t.path_id AS TEXT) FROM file_paths t WHERE t.path_id IN :refs
+        SELECT CAST(t.path_id AS TEXT) FROM file_paths t
+        WHERE t.path_id IN :refs AND t.tenant_id = :tenant
         UNION
         SELECT CAST(t.path_id AS TEXT) FROM file_paths t
         WHERE t.tenant_id = :tenant AND t.virtual_path IN :refs
@@ -87,10 +91,33 @@ _CYCLE_CHECK = sa.text(
              WHERE x.tenant_id = d.tenant_id AND x.virtual_path = d.depends_on_ref),
             d.depends_on_ref) AS TEXT)
         FROM reach r JOIN work_dependencies d ON d.path_id = r.path_id
+        WHERE d.tenant_id = :tenant
     )
     SELECT 1 FROM reach WHERE path_id = :self LIMIT 1
     """
 ).bindparams(sa.bindparam("refs", expanding=True))
+
+# The stored graph (already holding a batch's edges) walked from every batch item at once:
+# an item that reaches itself closes a cycle, through stored items or not.
+_CYCLE_CHECK_STORED = sa.text(
+    """
+    WITH RECURSIVE reach(origin, path_id) AS (
+        SELECT CAST(d.path_id AS TEXT), CAST(coalesce(
+            (SELECT x.path_id FROM file_paths x
+             WHERE x.tenant_id = d.tenant_id AND x.virtual_path = d.depends_on_ref),
+            d.depends_on_ref) AS TEXT)
+        FROM work_dependencies d WHERE d.path_id IN :origins AND d.tenant_id = :tenant
+        UNION
+        SELECT r.origin, CAST(coalesce(
+            (SELECT x.path_id FROM file_paths x
+             WHERE x.tenant_id = d.tenant_id AND x.virtual_path = d.depends_on_ref),
+            d.depends_on_ref) AS TEXT)
+        FROM reach r JOIN work_dependencies d ON d.path_id = r.path_id
+        WHERE d.tenant_id = :tenant
+    )
+    SELECT origin FROM reach WHERE path_id = origin LIMIT 1
+    """
+).bindparams(sa.bindparam("origins", expanding=True))
 
 
 _STALE_TABLES = sa.text(
@@ -573,19 +600,38 @@ class SQLAlchemyMetadataStore:
             [{"path_id": p, "key": k, "value": _json_text(v)} for p, k, v in rows],
         )
 
-    def is_referenced(self, conn: Connection, refs: builtins.list[str], tenant_id: str) -> bool:
-        """Whether any stored dependency edge of the tenant names one of ``refs``."""
-        for start in range(0, len(refs), CHUNK):
+    def is_referenced(
+        self, conn: Connection, refs: builtins.list[str], besides: builtins.list[str]
+    ) -> bool:
+        """Whether a stored edge of this tenant, from a path not in ``besides``, names one of
+        ``refs``."""
+        for start in range(0, len(refs), CYCLE_CHUNK):
             if conn.execute(
                 sa.select(work_dependencies.c.path_id)
                 .where(
-                    work_dependencies.c.depends_on_ref.in_(refs[start : start + CHUNK]),
-                    work_dependencies.c.tenant_id == tenant_id,
+                    work_dependencies.c.depends_on_ref.in_(refs[start : start + CYCLE_CHUNK]),
+                    work_dependencies.c.tenant_id == self.tenant_id,
+                    work_dependencies.c.path_id.not_in(besides),
                 )
                 .limit(1)
             ).first():
                 return True
         return False
+
+    def check_acyclic_stored(
+        self, conn: Connection, origins: Mapping[str, tuple[str, Any]]
+    ) -> None:
+        """Raise DependencyCycleError if any of ``origins`` (path_id -> (path, depends_on))
+        reaches itself in the stored graph."""
+        ids = builtins.list(origins)
+        for start in range(0, len(ids), CYCLE_CHUNK):
+            found = conn.execute(
+                _CYCLE_CHECK_STORED,
+                {"origins": ids[start : start + CYCLE_CHUNK], "tenant": self.tenant_id},
+            ).scalar()
+            if found is not None:
+                path, depends_on = origins[found]
+                raise DependencyCycleError(path, depends_on)
 
     def read_views(self, views: Mapping[str, sa.Table]) -> dict[str, builtins.list[dict[str, Any]]]:
         """Every row of each named view, as dicts."""

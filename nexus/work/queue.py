@@ -428,15 +428,14 @@ class WorkQueue:
             status_rows.append({"path_id": path_id, "key": "status", "value": spec["status"]})
         # Status last: on SQLite its trigger builds each work row once, from every key.
         store.write_metadata_rows(conn, rows + status_rows)
-        # A cycle through stored items needs a stored edge naming a new path; only then is
-        # the (now complete) stored graph walked from each new item.
-        with_deps = [(p, s) for p, s in new.items() if s["depends_on"] is not None]
-        if with_deps and store.is_referenced(conn, list(new), self.tenant_id):
-            for path, spec in with_deps:
-                store.check_no_cycle(
-                    conn, path, path_ids[path], dependency_refs(spec["depends_on"]),
-                    spec["depends_on"],
-                )  # fmt: skip
+        # A cycle through stored items needs a stored edge from outside the batch naming a
+        # batch item; only then is the stored graph (which now holds the batch's edges)
+        # walked, from every batch item with dependencies at once.
+        with_deps = {path_ids[p]: (p, s["depends_on"]) for p, s in new.items() if s["depends_on"]}
+        if with_deps:
+            batch_ids = [path_ids[p] for p in new]
+            if store.is_referenced(conn, list(new) + batch_ids, batch_ids):
+                store.check_acyclic_stored(conn, with_deps)
         settings = [
             {
                 "path_id": path_ids[path],
