@@ -36,13 +36,14 @@ DEFAULT_LEASE_SECONDS = 300
 
 # ---------------------------------------------------------------------------------- claims
 
-# The ready index gives the order; the tenant is compared in a form no index serves, so that
-# no planner prefers a tenant index and sorts every ready row instead.
+# The ready index gives the order and the LIMIT stops the scan: the tenant is compared
+# plainly (a tenant compared through an expression looks so selective to PostgreSQL that it
+# would rather sort every ready row); SQLite is told the index.
 _SQLITE_READY = """
     SELECT w.path_id FROM work_items w INDEXED BY ix_work_items_ready
     WHERE w.status = 'ready' AND w.unresolved_count = 0
       AND (w.run_after IS NULL OR w.run_after <= :now)
-      AND coalesce(w.tenant_id, '') = :tenant{filters}
+      AND w.tenant_id = :tenant{filters}
     ORDER BY w.priority IS NULL, w.priority, w.created_at, w.path_id
     LIMIT :limit"""
 _SQLITE_PREFIX = """
@@ -56,7 +57,7 @@ _PG_READY = """
     SELECT w.path_id FROM work_items w
     WHERE w.status = 'ready' AND w.unresolved_count = 0
       AND (w.run_after IS NULL OR w.run_after <= %(now)s)
-      AND coalesce(w.tenant_id, '') = %(tenant)s{filters}
+      AND w.tenant_id = %(tenant)s{filters}
     ORDER BY w.priority ASC NULLS LAST, w.created_at, w.path_id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED"""
@@ -321,14 +322,14 @@ RECLAIM = Query(
         -- In-progress rows are few (one per held lease): their partial index is the plan.
         SELECT w.path_id FROM work_items w INDEXED BY ix_work_items_in_progress
         WHERE w.status = 'in_progress' AND w.lease_expires_at < :now
-          AND coalesce(w.tenant_id, '') = :tenant
+          AND w.tenant_id = :tenant
         ORDER BY w.lease_expires_at LIMIT :batch)
     RETURNING path_id, status, worker_id, attempts""",
     f"""
     WITH expired AS MATERIALIZED (
         SELECT w.path_id FROM work_items w
         WHERE w.status = 'in_progress' AND w.lease_expires_at < %(now)s
-          AND coalesce(w.tenant_id, '') = %(tenant)s
+          AND w.tenant_id = %(tenant)s
         ORDER BY w.lease_expires_at LIMIT %(batch)s
         FOR UPDATE SKIP LOCKED
     ), moved AS (

@@ -11,9 +11,9 @@ SQLAlchemy's cursor events. These tests fail when a change adds a round trip.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
