@@ -214,6 +214,32 @@ PROMOTED = Query(
     ORDER BY p.virtual_path""",
 )
 
+# SQLite has no data-modifying CTEs: its claims and completions write their history rows in
+# one more statement, computed in SQL from the rows just changed.
+RECORD_CLAIMS = Query(
+    "record_claims",
+    "History rows of the items a claim just took (SQLite).",
+    """
+    INSERT INTO work_history (path_id, tenant_id, event, at, worker_id, detail)
+    SELECT w.path_id, :tenant, 'claimed', :now, :worker,
+           json_object('attempt', w.attempts, 'wait_seconds',
+                       round((julianday(:now) - julianday(w.created_at)) * 86400.0, 3))
+    FROM work_items w WHERE w.path_id IN (SELECT value FROM json_each(:ids))""",
+    None,
+)
+
+RECORD_COMPLETIONS = Query(
+    "record_completions",
+    "History rows of the items a completion just finished (SQLite).",
+    """
+    INSERT INTO work_history (path_id, tenant_id, event, at, worker_id, detail)
+    SELECT w.path_id, :tenant, 'completed', :now, w.worker_id,
+           json_object('attempt', w.attempts, 'run_seconds',
+                       round((julianday(:now) - julianday(w.started_at)) * 86400.0, 3))
+    FROM work_items w WHERE w.path_id IN (SELECT value FROM json_each(:ids))""",
+    None,
+)
+
 RECORD = Query(
     "record",
     "Append one history row (SQLite: claims and completions; both: the other transitions).",
@@ -473,6 +499,8 @@ QUERIES: dict[str, Query] = {
         COMPLETE,
         PROMOTED,
         RECORD,
+        RECORD_CLAIMS,
+        RECORD_COMPLETIONS,
         LOCK_HELD,
         EXTEND_LEASE,
         SETTLE,

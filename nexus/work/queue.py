@@ -74,6 +74,8 @@ from nexus.work.queries import (
     PROMOTED,
     RECLAIM,
     RECORD,
+    RECORD_CLAIMS,
+    RECORD_COMPLETIONS,
     RETRY,
     SET_QUEUE_COLUMNS,
     SETTLE,
@@ -168,6 +170,9 @@ class WorkQueue:
             for prefix in (False, True)
             for tags in (False, True)
         }
+        if not self.db.is_postgresql:
+            self._record_claims = RECORD_CLAIMS.sql(self.dialect)
+            self._record_completions = RECORD_COMPLETIONS.sql(self.dialect)
         self._last_reclaim = 0.0
         self._reclaim_lock = threading.Lock()
         self._waiter: ReadyWaiter | None = None
@@ -566,22 +571,15 @@ class WorkQueue:
                 self._reclaim(cur, now)
             cur.execute(sql, params)
             rows = cur.fetchall()
-            if not self.db.is_postgresql and rows:
-                self._record(
-                    cur,
-                    [
-                        (
-                            row[0],
-                            "claimed",
-                            worker_id,
-                            {
-                                "attempt": row[6],
-                                "wait_seconds": self._seconds_between(row[2], now_dt),
-                            },
-                        )
-                        for row in rows
-                    ],
-                    now,
+            if rows and not self.db.is_postgresql:
+                cur.execute(
+                    self._record_claims,
+                    {
+                        "tenant": self.tenant_id,
+                        "now": now,
+                        "worker": worker_id,
+                        "ids": json.dumps([row[0] for row in rows]),
+                    },
                 )
             return [self._claimed(row, worker_id, now_dt) for row in rows]
 
@@ -732,21 +730,13 @@ class WorkQueue:
             if len(done) != len(leases):
                 self._raise_not_held(cur, leases, {row[0] for row in done})
             if not self.db.is_postgresql:
-                self._record(
-                    cur,
-                    [
-                        (
-                            path_id,
-                            "completed",
-                            worker_id,
-                            {
-                                "attempt": attempts,
-                                "run_seconds": self._seconds_between(started_at, now_dt),
-                            },
-                        )
-                        for path_id, worker_id, attempts, started_at, _ in done
-                    ],
-                    now,
+                cur.execute(
+                    self._record_completions,
+                    {
+                        "tenant": self.tenant_id,
+                        "now": now,
+                        "ids": json.dumps([row[0] for row in done]),
+                    },
                 )
             if results:
                 ids = {
