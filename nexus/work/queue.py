@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
@@ -542,6 +542,18 @@ class WorkQueue:
         ``RECLAIM_INTERVAL`` seconds), so no sweeper process is required. ``tags`` keeps
         items having at least one of the tags; ``path_prefix`` keeps paths starting with it.
         """
+        claim = self._prepare_claim(worker_id, limit, lease_seconds, tags, path_prefix)
+        return self._sorted(self.db.transaction(claim))
+
+    def _prepare_claim(
+        self,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        tags: list[str] | None,
+        path_prefix: str | None,
+    ) -> Callable[[Any], list[WorkItem]]:
+        """Validate a claim and return the function that runs it on a cursor."""
         if not isinstance(worker_id, str) or not worker_id:
             raise InvalidArgumentError("worker_id", worker_id, "must be a non-empty string")
         validate_positive_int("limit", limit)
@@ -583,7 +595,11 @@ class WorkQueue:
                 )
             return [self._claimed(row, worker_id, now_dt) for row in rows]
 
-        items = self.db.transaction(work)
+        return work
+
+    @staticmethod
+    def _sorted(items: list[WorkItem]) -> list[WorkItem]:
+        """Claimed items in ready-view order (RETURNING gives them in no order)."""
         items.sort(
             key=lambda i: (i["priority"] is None, i["priority"] or 0, i["created_at"], i["path_id"])
         )
@@ -688,6 +704,37 @@ class WorkQueue:
     ) -> list[str]:
         """Complete several held items in one transaction (all or nothing); returns the
         blocked dependents promoted to ready. Durable when it returns."""
+        completion = self._prepare_completion(items)
+        return self.db.transaction(completion) if completion is not None else []
+
+    def complete_and_claim(
+        self,
+        items: Iterable[tuple[str, str] | tuple[str, str, Any]],
+        worker_id: str,
+        *,
+        limit: int = 1,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        tags: list[str] | None = None,
+        path_prefix: str | None = None,
+    ) -> tuple[list[str], list[WorkItem]]:
+        """Complete held items and claim the next ones in one transaction (a worker's loop:
+        one commit per round instead of two). Returns (promoted paths, claimed items); if a
+        lease is not held, nothing is completed or claimed (LeaseLostError)."""
+        completion = self._prepare_completion(items)
+        claim = self._prepare_claim(worker_id, limit, lease_seconds, tags, path_prefix)
+
+        def work(cur: Any) -> tuple[list[str], list[WorkItem]]:
+            promoted = completion(cur) if completion is not None else []
+            return promoted, claim(cur)
+
+        promoted, claimed = self.db.transaction(work)
+        return promoted, self._sorted(claimed)
+
+    def _prepare_completion(
+        self, items: Iterable[tuple[str, str] | tuple[str, str, Any]]
+    ) -> Callable[[Any], list[str]] | None:
+        """Validate completions and return the function that runs them on a cursor (None
+        when there is nothing to complete)."""
         leases: list[tuple[str, str]] = []
         results: list[tuple[str, Any]] = []
         for item in items:
@@ -702,7 +749,7 @@ class WorkQueue:
         if len({ref for ref, _ in leases}) != len(leases):
             raise InvalidArgumentError("items", leases, "name the same item more than once")
         if not leases:
-            return []
+            return None
         leases.sort()  # a stable order keeps concurrent batches from deadlocking
         now_dt = truncate_to_ms(utcnow())
         now = self.db.timestamp(now_dt)
@@ -753,7 +800,7 @@ class WorkQueue:
             )
             return [row[1] for row in cur.fetchall()]
 
-        return self.db.transaction(work)
+        return work
 
     def fail_work(self, path: str, lease_token: str, error: Any, *, retry: bool = True) -> str:
         """Record a failure. Retries with back-off while attempts remain, else ``failed``.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from nexus.errors import InvalidArgumentError, LeaseLostError, NexusError
+from nexus.errors import InvalidArgumentError, InvalidMetadataError, LeaseLostError, NexusError
 
 if TYPE_CHECKING:
     from nexus.work.queue import WorkItem, WorkQueue
@@ -75,6 +75,7 @@ class Worker:
         self._stop = threading.Event()
         self._held: dict[str, str] = {}  # path -> lease token
         self._held_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -106,67 +107,142 @@ class Worker:
     # ------------------------------------------------------------------ loop
 
     def run(self, *, stop_when_idle: bool = False, max_items: int | None = None) -> WorkerStats:
-        """Process items until stopped (or, with ``stop_when_idle``, until none is ready)."""
-        with self._signals(), self._heartbeating():
-            while not self.stopping:
-                if max_items is not None and self.stats.claimed >= max_items:
+        """Process items until stopped (or, with ``stop_when_idle``, until none is ready).
+
+        Each round completes the items handled in the previous round and claims the next
+        ones in one transaction (``complete_and_claim``)."""
+        done: list[tuple[WorkItem, Any]] = []
+        with self._signals(), self._heartbeating(), self._handlers():
+            while True:
+                want = self.concurrency
+                if max_items is not None:
+                    want = min(want, max_items - self.stats.claimed)
+                if self.stopping or want <= 0:
+                    self._settle(done, 0)
                     break
-                if self.run_once() == 0:
+                items = self._settle(done, want)
+                done = []
+                if not items:
                     if stop_when_idle:
                         break
                     self.queue.wait_for_ready_work(self.poll_interval)
+                    continue
+                done = self._handle_all(items)
         return self.stats
 
     def run_once(self) -> int:
-        """Claim up to ``concurrency`` items and handle them; returns how many were handled."""
+        """Claim up to ``concurrency`` items, handle and complete them; returns how many."""
         if self.stopping:
             return 0
-        items = self.queue.claim_ready_work(
+        with self._handlers():
+            items = self._settle([], self.concurrency)
+            self._settle(self._handle_all(items), 0)
+        return len(items)
+
+    @contextmanager
+    def _handlers(self) -> Iterator[None]:
+        """One thread pool for the handlers of every round (not one per round)."""
+        if self.concurrency == 1 or self._pool is not None:
+            yield
+            return
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix=f"nexus-{self.worker_id}"
+        )
+        try:
+            yield
+        finally:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _settle(self, done: list[tuple[WorkItem, Any]], want: int) -> list[WorkItem]:
+        """Complete ``done`` (item, result) pairs and claim up to ``want`` new items."""
+        completions = [(item["path_id"], str(item["lease_token"]), result) for item, result in done]
+        claimed: list[WorkItem] = []
+        try:
+            if want:
+                _, claimed = self.queue.complete_and_claim(
+                    completions,
+                    self.worker_id,
+                    limit=want,
+                    lease_seconds=self.lease_seconds,
+                    tags=self.tags,
+                    path_prefix=self.path_prefix,
+                )
+            elif completions:
+                self.queue.complete_work_many(completions)
+            self.stats.completed += len(done)
+        except LeaseLostError:
+            # All or nothing: one lost lease refused the batch; settle the items one by one.
+            for item, result in done:
+                self._complete_one(item, result)
+            if want:
+                claimed = self._claim(want)
+        except (InvalidMetadataError, InvalidArgumentError):
+            # A result the store refuses (e.g. not JSON) fails that item, not the batch.
+            for item, result in done:
+                self._complete_one(item, result)
+            if want:
+                claimed = self._claim(want)
+        finally:
+            with self._held_lock:
+                for item, _ in done:
+                    self._held.pop(item["virtual_path"], None)
+        self.stats.claimed += len(claimed)
+        with self._held_lock:
+            for item in claimed:
+                self._held[item["virtual_path"]] = str(item["lease_token"])
+        return claimed
+
+    def _claim(self, want: int) -> list[WorkItem]:
+        return self.queue.claim_ready_work(
             self.worker_id,
-            limit=self.concurrency,
+            limit=want,
             lease_seconds=self.lease_seconds,
             tags=self.tags,
             path_prefix=self.path_prefix,
         )
-        self.stats.claimed += len(items)
-        with self._held_lock:
-            for item in items:
-                self._held[item["virtual_path"]] = str(item["lease_token"])
-        if len(items) <= 1:
-            for item in items:
-                self._handle(item)
-        else:
-            with ThreadPoolExecutor(max_workers=len(items)) as pool:
-                list(pool.map(self._handle, items))
-        return len(items)
 
-    def _handle(self, item: WorkItem) -> None:
+    def _complete_one(self, item: WorkItem, result: Any) -> None:
         path, token = item["virtual_path"], str(item["lease_token"])
         try:
-            try:
-                result = self.handler(item)
-            except Exception as exc:
-                log.warning("worker %s: %s failed: %r", self.worker_id, path, exc)
-                status = self.queue.fail_work(path, token, f"{type(exc).__name__}: {exc}")
-                self.stats.failed += 1
-                log.debug("worker %s: %s is now %s", self.worker_id, path, status)
-                return
-            try:
-                self.queue.complete_work(path, token, result=result)
-            except NexusError as exc:
-                if isinstance(exc, LeaseLostError):
-                    raise
-                # The result could not be stored (e.g. not JSON): that is the handler's failure.
-                self.queue.fail_work(path, token, f"result rejected: {exc}")
-                self.stats.failed += 1
-                return
+            self.queue.complete_work(path, token, result=result)
             self.stats.completed += 1
         except LeaseLostError:
             log.warning("worker %s: lost the lease on %s", self.worker_id, path)
             self.stats.lost += 1
-        finally:
-            with self._held_lock:
-                self._held.pop(path, None)
+        except NexusError as exc:
+            # The result could not be stored (e.g. not JSON): that is the handler's failure.
+            try:
+                self.queue.fail_work(path, token, f"result rejected: {exc}")
+                self.stats.failed += 1
+            except LeaseLostError:
+                self.stats.lost += 1
+
+    def _handle_all(self, items: list[WorkItem]) -> list[tuple[WorkItem, Any]]:
+        """Run the handler on each item; failures are recorded here, successes returned."""
+        if len(items) <= 1 or self._pool is None:
+            outcomes = [self._handle(item) for item in items]
+        else:
+            outcomes = list(self._pool.map(self._handle, items))
+        return [(item, result) for item, (ok, result) in zip(items, outcomes, strict=True) if ok]
+
+    def _handle(self, item: WorkItem) -> tuple[bool, Any]:
+        path, token = item["virtual_path"], str(item["lease_token"])
+        try:
+            return True, self.handler(item)
+        except Exception as exc:
+            log.warning("worker %s: %s failed: %r", self.worker_id, path, exc)
+            try:
+                status = self.queue.fail_work(path, token, f"{type(exc).__name__}: {exc}")
+                self.stats.failed += 1
+                log.debug("worker %s: %s is now %s", self.worker_id, path, status)
+            except LeaseLostError:
+                log.warning("worker %s: lost the lease on %s", self.worker_id, path)
+                self.stats.lost += 1
+            finally:
+                with self._held_lock:
+                    self._held.pop(path, None)
+            return False, None
 
     # ------------------------------------------------------------------ heartbeats
 
