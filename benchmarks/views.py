@@ -52,6 +52,7 @@ nexus_version()  # record the code's version before importing it
 
 from nexus.errors import NexusDatabaseError  # noqa: E402
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore  # noqa: E402
+from nexus.work import WorkQueue  # noqa: E402
 
 # The seed's claims (10,000 files / 2,000 work items, whole views, no script behind them).
 SEED_MS = {
@@ -121,13 +122,14 @@ def plan_dataset(n_work: int, seed: int, adversarial: bool) -> list[dict[str, An
 
 
 def load(
-    store: SQLAlchemyMetadataStore,
+    queue: WorkQueue,
     n_files: int,
     n_work: int,
     seed: int,
     adversarial: bool,
     enqueue_chunk: int,
 ) -> dict[str, Any]:
+    store = queue.store
     rng = random.Random(seed + 1)
     n_plain = max(0, n_files - n_work)
     stats: dict[str, Any] = {}
@@ -156,7 +158,7 @@ def load(
     while base < n_work:
         batch = [{k: v for k, v in it.items() if k != "trap"} for it in items[base : base + chunk]]
         try:
-            store.enqueue_many(batch)
+            queue.enqueue_many(batch)
         except NexusDatabaseError as exc:
             # PostgreSQL: the projection triggers take one advisory lock per dependency
             # reference; the server-wide lock table (max_locks_per_transaction x
@@ -237,7 +239,8 @@ def verdict(p50: float, target: float | None) -> str:
     return f"MISS x{p50 / target:.1f}"
 
 
-def measure(store: SQLAlchemyMetadataStore, reps: int, reps_nolimit: int) -> list[dict[str, Any]]:
+def measure(queue: WorkQueue, reps: int, reps_nolimit: int) -> list[dict[str, Any]]:
+    store = queue.store
     results: list[dict[str, Any]] = []
     for short, method, view in CALLS:
         fn = getattr(store, method)
@@ -265,8 +268,8 @@ def measure(store: SQLAlchemyMetadataStore, reps: int, reps_nolimit: int) -> lis
                     "target": target,
                 }
             )
-    store.work_stats()
-    durations, stats = timed(store.work_stats, reps)
+    queue.work_stats()
+    durations, stats = timed(queue.work_stats, reps)
     results.append(
         {
             "call": "work_stats()",
@@ -347,18 +350,20 @@ def main(argv: list[str] | None = None) -> int:
     with bench_database(args.db, keep=args.keep) as db:
         log(f"loading {args.files:,} paths / {args.work:,} work items into {db.label}")
         store = SQLAlchemyMetadataStore(db.url)
+        queue = WorkQueue(store)
         try:
             chunk = args.enqueue_chunk or ENQUEUE_CHUNK[db.kind]
-            load_stats = load(store, args.files, args.work, args.seed, args.adversarial, chunk)
+            load_stats = load(queue, args.files, args.work, args.seed, args.adversarial, chunk)
             load_stats["enqueue_chunk"] = chunk
             analyze(db, store)
             size = db.size_bytes()
             log("timing")
-            results = measure(store, args.reps, reps_nolimit)
+            results = measure(queue, args.reps, reps_nolimit)
             plans = (
                 {view: explain(db, store, view, 10) for _, _, view in CALLS} if args.explain else {}
             )
         finally:
+            queue.close()
             store.close()
         shape = (
             "adversarial (half the ready items blocked, at the highest priorities)"
