@@ -363,9 +363,11 @@ def _sqlite_triggers() -> dict[str, str]:
         END""",
     }
     for key in PROJECTED_KEYS:
+        typed = _sqlite_typed(key, "NEW.value")
+        # A value the row already holds (an enqueue writes both) changes nothing.
         update = (
-            f"UPDATE work_items SET {key} = {_sqlite_typed(key, 'NEW.value')}"
-            " WHERE path_id = NEW.path_id;"
+            f"UPDATE work_items SET {key} = {typed}"
+            f" WHERE path_id = NEW.path_id AND {key} IS NOT {typed};"
         )
         triggers[f"trg_nexus_project_{key}_insert"] = f"""AFTER INSERT ON file_metadata
         WHEN NEW.key = '{key}'

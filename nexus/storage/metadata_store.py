@@ -66,7 +66,7 @@ T = TypeVar("T")
 #: SQLite allows 32766 bound parameters per statement; IN-lists stay far below that.
 CHUNK = 500
 #: Rows per multi-row INSERT (3 parameters each: within both databases' limits).
-BULK_ROWS = 2000
+BULK_ROWS = 5000
 #: Batch items walked per cycle-check statement.
 CYCLE_CHUNK = 2000
 
@@ -230,6 +230,12 @@ class SQLAlchemyMetadataStore:
             set_={"value": upsert.excluded.value, "updated_at": upsert.excluded.updated_at},
         )
         if self.dialect == "postgresql":
+            self._bulk_upsert = (
+                "INSERT INTO file_metadata (path_id, key, value)"
+                " SELECT * FROM unnest(%(ids)s::text[], %(keys)s::text[], %(values)s::jsonb[])"
+                " ON CONFLICT (path_id, key) DO UPDATE"
+                " SET value = excluded.value, updated_at = now()"
+            )
             self._driver_upsert = (
                 "INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)"
                 " VALUES (%(path_id)s, %(key)s, %(value)s::jsonb, now(), now())"
@@ -237,6 +243,14 @@ class SQLAlchemyMetadataStore:
                 " SET value = excluded.value, updated_at = excluded.updated_at"
             )
         else:
+            # Rows in array order, so that triggers see them in the order given.
+            self._bulk_upsert = (
+                "INSERT INTO file_metadata (path_id, key, value)"
+                " SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'),"
+                " json_extract(j.value, '$[2]') FROM json_each(:rows) j WHERE true"
+                " ON CONFLICT (path_id, key) DO UPDATE"
+                " SET value = excluded.value, updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now')"
+            )
             self._driver_upsert = (
                 "INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)"
                 " VALUES (:path_id, :key, :value, strftime('%Y-%m-%d %H:%M:%f', 'now'),"
@@ -580,18 +594,24 @@ class SQLAlchemyMetadataStore:
     def write_metadata_rows(self, conn: Connection, rows: builtins.list[dict[str, Any]]) -> None:
         """Upsert ``{"path_id", "key", "value"}`` rows, in order, as multi-row statements.
 
-        One statement per 2,000 rows (not one per row): the database's rules then see each
-        batch at once, which on PostgreSQL (statement triggers) is what makes bulk writes
-        set-wise."""
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        One statement per batch of rows, built at driver level (a JSON array on SQLite,
+        arrays on PostgreSQL): the database's rules then see each batch at once, which on
+        PostgreSQL (statement triggers) is what makes bulk writes set-wise."""
         for start in range(0, len(rows), BULK_ROWS):
-            stmt = insert(file_metadata).values(rows[start : start + BULK_ROWS])
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["path_id", "key"],
-                    set_={"value": stmt.excluded.value, "updated_at": self._server_now},
-                )
-            )
+            chunk = rows[start : start + BULK_ROWS]
+            if self.dialect == "postgresql":
+                params: dict[str, Any] = {
+                    "ids": [row["path_id"] for row in chunk],
+                    "keys": [row["key"] for row in chunk],
+                    "values": [_json_text(row["value"]) for row in chunk],
+                }
+            else:
+                params = {
+                    "rows": _json_text(
+                        [[row["path_id"], row["key"], _json_text(row["value"])] for row in chunk]
+                    )
+                }
+            conn.exec_driver_sql(self._bulk_upsert, params)
 
     def write_metadata_driver(self, cursor: Any, rows: builtins.list[tuple[str, str, Any]]) -> None:
         """Upsert ``(path_id, key, value)`` rows on a driver cursor of ``self.database``."""

@@ -483,6 +483,26 @@ TARGET_BY_PATH = Query(
     WHERE p.virtual_path = %(ref)s AND p.tenant_id = %(tenant)s""",
 )
 
+INSERT_ITEMS = Query(
+    "insert_items",
+    "Work rows of new (blank) paths, typed values built in Python: one statement per batch.",
+    """
+    INSERT INTO work_items (path_id, tenant_id, created_at, status, priority, tags, attempts,
+                            max_attempts, run_after, unresolved_count)
+    SELECT json_extract(j.value, '$[0]'), :tenant, :now, json_extract(j.value, '$[1]'),
+           json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]'), 0,
+           json_extract(j.value, '$[4]'), json_extract(j.value, '$[5]'), 0
+    FROM json_each(:items) j""",
+    """
+    INSERT INTO work_items (path_id, tenant_id, created_at, status, priority, tags, attempts,
+                            max_attempts, run_after, unresolved_count)
+    SELECT u.path_id, %(tenant)s, %(now)s, u.status, u.priority, u.tags, 0, u.max_attempts,
+           u.run_after, 0
+    FROM unnest(%(ids)s::text[], %(statuses)s::text[], %(priorities)s::bigint[],
+                %(tags)s::jsonb[], %(max_attempts)s::integer[], %(run_afters)s::timestamptz[])
+        AS u(path_id, status, priority, tags, max_attempts, run_after)""",
+)
+
 SET_QUEUE_COLUMNS = Query(
     "set_queue_columns",
     "Queue-owned settings of a freshly enqueued item (max_attempts, run_after).",

@@ -66,6 +66,7 @@ from nexus.work.queries import (
     EDGES,
     EXTEND_LEASE,
     HISTORY,
+    INSERT_ITEMS,
     ITEM_BY_ID,
     ITEM_BY_PATH,
     LOCK_HELD,
@@ -346,7 +347,7 @@ class WorkQueue:
         new = {p: s for p, s in fresh.items() if path_ids[p] not in existing}
         if new:
             self._check_batch_acyclic(new, path_ids)
-            self._write_new_items(conn, new, path_ids, now)
+            self._write_new_items(conn, new, path_ids, blank, now)
         results: dict[str, WorkItem] = {
             path: self._new_item(spec, path_ids[path], now) for path, spec in new.items()
         }
@@ -420,9 +421,16 @@ class WorkQueue:
         conn: Connection,
         new: dict[str, dict[str, Any]],
         path_ids: dict[str, str],
+        blank: set[str],
         now: datetime,
     ) -> None:
         store = self.store
+        # Blank paths (made or revived here) carry no metadata: their work rows are written
+        # directly, typed, in one statement. A path that existed may carry keys from before,
+        # so it becomes a work item the way any writer makes one: by its status, routed.
+        fresh = [(p, s) for p, s in new.items() if path_ids[p] in blank]
+        if fresh:
+            conn.exec_driver_sql(self._sql(INSERT_ITEMS), self._item_rows(fresh, path_ids, now))
         rows: list[dict[str, Any]] = []
         status_rows: list[dict[str, Any]] = []
         for path, spec in new.items():
@@ -430,8 +438,9 @@ class WorkQueue:
             for key in ("priority", "tags", "depends_on"):
                 if spec[key] is not None:
                     rows.append({"path_id": path_id, "key": key, "value": spec[key]})
-            status_rows.append({"path_id": path_id, "key": "status", "value": spec["status"]})
-        # Status last: on SQLite its trigger builds each work row once, from every key.
+            if path_id not in blank:
+                status_rows.append({"path_id": path_id, "key": "status", "value": spec["status"]})
+        # Status last: its route builds each work row once, from every key.
         store.write_metadata_rows(conn, rows + status_rows)
         # A cycle through stored items needs a stored edge from outside the batch naming a
         # batch item; only then is the stored graph (which now holds the batch's edges)
@@ -448,7 +457,8 @@ class WorkQueue:
                 "run_after": self.db.timestamp(spec["run_after"]) if spec["run_after"] else None,
             }
             for path, spec in new.items()
-            if spec["run_after"] is not None or spec["max_attempts"] != DEFAULT_MAX_ATTEMPTS
+            if path_ids[path] not in blank
+            and (spec["run_after"] is not None or spec["max_attempts"] != DEFAULT_MAX_ATTEMPTS)
         ]
         if settings:
             conn.exec_driver_sql(self._sql(SET_QUEUE_COLUMNS), settings)
@@ -463,6 +473,44 @@ class WorkQueue:
         ]
         if keys:
             conn.execute(sa.insert(work_idempotency), keys)
+
+    def _item_rows(
+        self, fresh: list[tuple[str, dict[str, Any]]], path_ids: dict[str, str], now: datetime
+    ) -> dict[str, Any]:
+        """INSERT_ITEMS parameters: a JSON array of rows (SQLite) or column arrays."""
+
+        def max_attempts(spec: dict[str, Any]) -> int | None:
+            value = spec["max_attempts"]
+            return None if value == DEFAULT_MAX_ATTEMPTS else int(value)
+
+        def run_after(spec: dict[str, Any]) -> Any:
+            return self.db.timestamp(spec["run_after"]) if spec["run_after"] else None
+
+        params: dict[str, Any] = {"tenant": self.tenant_id, "now": self.db.timestamp(now)}
+        if self.db.is_postgresql:
+            params.update(
+                ids=[path_ids[p] for p, _ in fresh],
+                statuses=[s["status"] for _, s in fresh],
+                priorities=[s["priority"] for _, s in fresh],
+                tags=[None if s["tags"] is None else json.dumps(s["tags"]) for _, s in fresh],
+                max_attempts=[max_attempts(s) for _, s in fresh],
+                run_afters=[run_after(s) for _, s in fresh],
+            )
+        else:
+            params["items"] = json.dumps(
+                [
+                    [
+                        path_ids[p],
+                        s["status"],
+                        s["priority"],
+                        None if s["tags"] is None else json.dumps(s["tags"]),
+                        max_attempts(s),
+                        run_after(s),
+                    ]
+                    for p, s in fresh
+                ]
+            )
+        return params
 
     def _new_item(self, spec: dict[str, Any], path_id: str, now: datetime) -> WorkItem:
         run_after = spec["run_after"]
