@@ -580,12 +580,6 @@ def main(argv: list[str] | None = None) -> int:
         "--runner", action="store_true", help="also drain through the Worker runner"
     )
     parser.add_argument(
-        "--unsafe-runner",
-        action="store_true",
-        help="PostgreSQL: run the Worker runner at concurrency > 1 too (it keeps one server "
-        "connection per handler thread per batch and can exhaust max_connections)",
-    )
-    parser.add_argument(
         "--history",
         type=int,
         default=0,
@@ -663,18 +657,6 @@ def main(argv: list[str] | None = None) -> int:
                 for w in workers:
                     case: dict[str, Any] = {"kind": drain_kind, "workers": w, "batch": b}
                     out["drains"].append(case)
-                    if (
-                        drain_kind == "nexus-worker"
-                        and kind == "postgresql"
-                        and b > 1
-                        and not args.unsafe_runner
-                    ):
-                        case["skipped"] = (
-                            "Worker(concurrency>1) keeps a server connection per handler "
-                            "thread per batch; skipped on the shared server (--unsafe-runner)"
-                        )
-                        log(f"c. {drain_kind} w={w} b={b}: skipped")
-                        continue
                     with bench_database(extra, keep=args.keep, tag="bench") as ddb:
                         with opened(ddb.url) as q:
                             seconds = _profiled(
