@@ -19,6 +19,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -45,7 +46,7 @@ class Database:
         self.dialect = engine.dialect.name
         self.is_postgresql = self.dialect == "postgresql"
         self._local = threading.local()
-        self._open: list[Any] = []
+        self._open: list[tuple[weakref.ref[threading.Thread], Any]] = []
         self._lock = threading.Lock()
         self._closed = False
         #: Called with (sql, parameters) for every statement sent at driver level, when set.
@@ -69,7 +70,7 @@ class Database:
     # ------------------------------------------------------------------ connections
 
     def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
+        conn: Any = getattr(self._local, "conn", None)
         if conn is None:
             if self._closed:
                 raise NexusError("the store is closed")
@@ -85,7 +86,18 @@ class Database:
                 conn.autocommit = False
             self._local.conn = conn
             with self._lock:
-                self._open.append(conn)
+                # Connections of threads that have ended are closed here, so a process that
+                # keeps starting threads does not keep their connections.
+                alive = []
+                for thread, other in self._open:
+                    owner = thread()
+                    if owner is None or not owner.is_alive():
+                        with contextlib.suppress(Exception):
+                            other.close()
+                    else:
+                        alive.append((thread, other))
+                alive.append((weakref.ref(threading.current_thread()), conn))
+                self._open = alive
         return conn
 
     def _discard(self) -> None:
@@ -94,8 +106,7 @@ class Database:
         if conn is None:
             return
         with self._lock:
-            if conn in self._open:
-                self._open.remove(conn)
+            self._open = [(t, c) for t, c in self._open if c is not conn]
         with contextlib.suppress(Exception):  # closing a broken connection
             conn.close()
 
@@ -147,7 +158,7 @@ class Database:
         self._closed = True
         with self._lock:
             open_connections, self._open = self._open, []
-        for conn in open_connections:
+        for _thread, conn in open_connections:
             # Another thread's SQLite connection refuses to be closed from here; the
             # garbage collector closes it then.
             with contextlib.suppress(Exception):

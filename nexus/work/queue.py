@@ -705,7 +705,11 @@ class WorkQueue:
         total = 0
         while True:
             now = self.db.timestamp(truncate_to_ms(utcnow()))
-            count = self.db.transaction(lambda cur, at=now: self._reclaim(cur, at))
+
+            def work(cur: Any, at: Any = now) -> int:
+                return self._reclaim(cur, at)
+
+            count = self.db.transaction(work)
             total += count
             if count < RECLAIM_BATCH:
                 return total
