@@ -170,8 +170,10 @@ def _sqlite_route(path_id: str, when: str = "1") -> str:
     DELETE FROM work_items WHERE path_id = {path_id} AND ({when})
       AND EXISTS (SELECT 1 {raw_status} AND {status} IS NULL);
     UPDATE work_items SET
-        worker_id = coalesce({_sqlite_meta("worker_id", path_id)}, worker_id),
-        started_at = coalesce({_sqlite_meta("started_at", path_id)}, started_at)
+        worker_id = CASE WHEN EXISTS ({_sqlite_raw("worker_id", path_id)})
+                         THEN {_sqlite_meta("worker_id", path_id)} ELSE worker_id END,
+        started_at = CASE WHEN EXISTS ({_sqlite_raw("started_at", path_id)})
+                          THEN {_sqlite_meta("started_at", path_id)} ELSE started_at END
     WHERE path_id = {path_id} AND ({when});
     DELETE FROM file_metadata
     WHERE path_id = {path_id} AND ({when}) AND key IN ('status', 'worker_id', 'started_at')
@@ -179,6 +181,10 @@ def _sqlite_route(path_id: str, when: str = "1") -> str:
       AND EXISTS (SELECT 1 FROM work_items x WHERE x.path_id = {path_id})
       AND EXISTS (SELECT 1 FROM file_paths x WHERE x.path_id = {path_id}
                   AND x.deleted_at IS NULL);"""
+
+
+def _sqlite_raw(key: str, path_id: str) -> str:
+    return f"SELECT 1 FROM file_metadata r WHERE r.path_id = {path_id} AND r.key = '{key}'"
 
 
 def _sqlite_routed_json(key: str, row: str) -> str:
@@ -191,9 +197,11 @@ def _sqlite_unroute(path_id: str, when: str) -> str:
     """Give the routed keys of ``path_id`` back to file_metadata and drop its work row."""
     statements = [
         f"""
-    INSERT OR REPLACE INTO file_metadata (path_id, key, value, created_at, updated_at)
+    INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)
     SELECT w.path_id, '{key}', {_sqlite_routed_json(key, "w")}, {SQLITE_NOW}, {SQLITE_NOW}
-    FROM work_items w WHERE w.path_id = {path_id} AND w.{key} IS NOT NULL AND ({when});"""
+    FROM work_items w WHERE w.path_id = {path_id} AND w.{key} IS NOT NULL AND ({when})
+    ON CONFLICT (path_id, key) DO UPDATE SET value = excluded.value,
+        updated_at = excluded.updated_at;"""
         for key in ROUTED_KEYS
     ]
     statements.append(f"\n    DELETE FROM work_items WHERE path_id = {path_id} AND ({when});")
@@ -210,8 +218,8 @@ def _sqlite_refresh_projected(path_id: str) -> str:
 def _sqlite_rebuild_edges(path_id: str) -> str:
     return f"""
     DELETE FROM work_dependencies WHERE path_id = {path_id};
-    INSERT OR IGNORE INTO work_dependencies (path_id, depends_on_ref, tenant_id)
-    SELECT m.path_id, e.value, p.tenant_id
+    INSERT INTO work_dependencies (path_id, depends_on_ref, tenant_id)
+    SELECT DISTINCT m.path_id, e.value, p.tenant_id
     FROM file_metadata m JOIN file_paths p ON p.path_id = m.path_id, json_each(m.value) e
     WHERE m.path_id = {path_id} AND m.key = 'depends_on'
       AND json_type(m.value) IN ('text', 'array') AND e.type = 'text';
@@ -245,10 +253,14 @@ def _sqlite_count(row: str, sign: str) -> str:
 
 
 def _sqlite_counter_rows(row: str) -> str:
+    # Missing rows only, never a conflict: inside a trigger an INSERT OR IGNORE takes the
+    # outer statement's conflict handling (an upsert's would abort on the duplicate).
     values = " UNION ALL ".join(f"SELECT '{name}' AS name" for name in COUNTERS)
     return f"""
-    INSERT OR IGNORE INTO work_counters (tenant_id, counter, shard, n)
-    SELECT {row}.tenant_id, c.name, 0, 0 FROM ({values}) AS c WHERE true;"""
+    INSERT INTO work_counters (tenant_id, counter, shard, n)
+    SELECT {row}.tenant_id, c.name, 0, 0 FROM ({values}) AS c
+    WHERE NOT EXISTS (SELECT 1 FROM work_counters x WHERE x.tenant_id = {row}.tenant_id
+                      AND x.counter = c.name AND x.shard = 0);"""
 
 
 def _sqlite_triggers() -> dict[str, str]:
@@ -546,16 +558,15 @@ PG_RULE_FUNCTIONS = [
         DELETE FROM work_items w USING unnest(p_ids) AS t(id), file_metadata s
         WHERE w.path_id = t.id AND s.path_id = t.id AND s.key = 'status'
           AND nexus_status_of(s.value) IS NULL;
+        -- A worker_id/started_at row present is the value (NULL when it has the wrong type).
         UPDATE work_items w SET worker_id = nexus_text_of(m.value)
         FROM unnest(p_ids) AS t(id)
         JOIN file_metadata m ON m.path_id = t.id AND m.key = 'worker_id'
-        WHERE w.path_id = t.id AND nexus_text_of(m.value) IS NOT NULL
-          AND w.worker_id IS DISTINCT FROM nexus_text_of(m.value);
+        WHERE w.path_id = t.id AND w.worker_id IS DISTINCT FROM nexus_text_of(m.value);
         UPDATE work_items w SET started_at = nexus_ts_of(m.value)
         FROM unnest(p_ids) AS t(id)
         JOIN file_metadata m ON m.path_id = t.id AND m.key = 'started_at'
-        WHERE w.path_id = t.id AND nexus_ts_of(m.value) IS NOT NULL
-          AND w.started_at IS DISTINCT FROM nexus_ts_of(m.value);
+        WHERE w.path_id = t.id AND w.started_at IS DISTINCT FROM nexus_ts_of(m.value);
         DELETE FROM file_metadata m USING unnest(p_ids) AS t(id)
         WHERE m.path_id = t.id AND m.key IN ('status', 'worker_id', 'started_at')
           AND EXISTS (SELECT 1 FROM work_items w WHERE w.path_id = t.id)
@@ -721,6 +732,11 @@ PG_RULE_FUNCTIONS = [
             UPDATE work_items SET worker_id = NULL WHERE path_id = OLD.path_id;
         ELSIF OLD.key = 'started_at' THEN
             UPDATE work_items SET started_at = NULL WHERE path_id = OLD.path_id;
+        ELSIF OLD.key IN ('priority', 'tags') THEN
+            -- Made inside a trigger, the DELETE above is not projected by itself.
+            PERFORM nexus_refresh_projected(ARRAY[OLD.path_id]);
+        ELSIF OLD.key = 'depends_on' THEN
+            PERFORM nexus_rebuild_edges(ARRAY[OLD.path_id]);
         END IF;
         RETURN OLD;
     END $$""",

@@ -4,8 +4,8 @@ Each entry of :data:`QUERIES` is a :class:`Query`: a name, one line on what it d
 SQLite and PostgreSQL texts at driver level (SQLite ``:name`` parameters, psycopg
 ``%(name)s``). The texts are built once at import; the queue only says
 ``QUERIES["claim"].sql(dialect)``. What the database does on its own when these statements
-change ``work_items`` (history of promotions, dependents' counts, counters, the metadata
-mirror) is written in the Alembic revision 0005, once per dialect.
+change ``work_items`` (dependents' counts, promotions and their history, counters) is written
+in the Alembic revision 0005, once per dialect.
 
 The claim and the completion are one statement each on PostgreSQL (history rows are written
 by a data-modifying CTE of the same statement); on SQLite, which has no data-modifying CTEs,

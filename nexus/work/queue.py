@@ -5,11 +5,11 @@ and its driver-level :class:`~nexus.storage.database.Database`; it never reaches
 store's private members. Its statements are the named ones of :mod:`nexus.work.queries`.
 
 State: ``work_items`` is the source of truth. A claim, a completion, a failure... each writes
-the typed row in one statement per batch; the database mirrors the visible keys (``status``,
-``worker_id``, ``started_at``) into ``file_metadata``, recounts and promotes dependents and
-keeps the counters, in the same transaction (revision 0005). New items are made the way every
-other writer makes them: by writing their visible metadata, from which the database builds the
-work row.
+the typed row in one statement per batch; the database recounts and promotes dependents,
+writes promotion history and keeps the counters in the same transaction (revision 0005).
+``path_metadata`` shows the keys a transition changes (``status``, ``worker_id``,
+``started_at``) from the row. Items on new paths are inserted typed, in one statement per
+batch; a path that already exists becomes an item by its status, routed like any writer's.
 
 Atomicity: SQLite write transactions start with ``BEGIN IMMEDIATE`` (one writer at a time);
 on PostgreSQL claims lock their rows with ``FOR UPDATE SKIP LOCKED`` inside the claim statement
@@ -39,6 +39,7 @@ from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.storage.schema import (
     work_failures_by_error,
     work_idempotency,
+    work_items,
     work_throughput_hourly,
     work_timing_hourly,
 )
@@ -341,9 +342,7 @@ class WorkQueue:
             if spec["idempotency_key"] not in known_keys:
                 fresh.setdefault(spec["path"], spec)
         path_ids, blank = store.ensure_paths(conn, list(fresh), now)
-        existing = store.paths_with_key(
-            conn, [path_ids[p] for p in fresh if path_ids[p] not in blank], "status"
-        )
+        existing = self._work_rows(conn, [path_ids[p] for p in fresh if path_ids[p] not in blank])
         new = {p: s for p, s in fresh.items() if path_ids[p] not in existing}
         if new:
             self._check_batch_acyclic(new, path_ids)
@@ -364,6 +363,20 @@ class WorkQueue:
                 raise WorkItemNotFoundError(path)
             results[path] = self._item(row)
         return [results[known_keys.get(s["idempotency_key"], s["path"])] for s in specs]
+
+    @staticmethod
+    def _work_rows(conn: Connection, path_ids: list[str]) -> set[str]:
+        """The path_ids among ``path_ids`` that already are work items."""
+        found: set[str] = set()
+        for start in range(0, len(path_ids), CHUNK):
+            found.update(
+                conn.execute(
+                    sa.select(work_items.c.path_id).where(
+                        work_items.c.path_id.in_(path_ids[start : start + CHUNK])
+                    )
+                ).scalars()
+            )
+        return found
 
     def _known_keys(self, conn: Connection, keys: list[str]) -> dict[str, str]:
         from nexus.storage.schema import file_paths
@@ -949,7 +962,7 @@ class WorkQueue:
             if item["status"] != "failed":
                 raise WorkItemNotFoundError(ref, f"is {item['status']}, not failed")
             cur.execute(self._sql(RETRY), {"path_id": item["path_id"]})
-            self._record(cur, [(item["path_id"], "retried", None, {"manual": True})], now)
+            self._record(cur, [(item["path_id"], "requeued", None, None)], now)
 
         self.db.transaction(work)
 

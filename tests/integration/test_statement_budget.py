@@ -103,7 +103,7 @@ def test_enqueue_many_budget_does_not_grow_with_the_batch(
     # The same statements; only multi-row INSERTs split (2,000 metadata rows per statement).
     kinds = {sql.split(" (")[0] for sql in large}
     assert kinds == {sql.split(" (")[0] for sql in small}, (small, large)
-    assert len(small) <= 4, small
+    assert len(small) <= 5, small  # + the dependency-writers lock on PostgreSQL
     assert len(large) <= len(small) + 4, large  # 1,500 items: a handful of statements
 
 
