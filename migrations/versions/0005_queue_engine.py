@@ -783,30 +783,15 @@ PG_RULE_FUNCTIONS = [
     """CREATE FUNCTION nexus_promote_work() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
-        -- Statement triggers fire for statements that changed no row: nothing to do then.
-        IF TG_OP = 'DELETE' THEN
-            PERFORM 1 FROM old_rows LIMIT 1;
-        ELSE
-            PERFORM 1 FROM new_rows LIMIT 1;
+        -- A row trigger whose WHEN clause (evaluated without calling this function) admits
+        -- only a blocked row whose last blocker just resolved: claims and completions pay
+        -- nothing for it.
+        UPDATE work_items SET status = 'ready'
+        WHERE path_id = NEW.path_id AND status = 'blocked' AND unresolved_count = 0;
+        IF FOUND THEN
+            INSERT INTO work_history (path_id, tenant_id, event, at)
+            VALUES (NEW.path_id, NEW.tenant_id, 'promoted', date_trunc('milliseconds', now()));
         END IF;
-        IF NOT FOUND THEN
-            RETURN NULL;
-        END IF;
-        PERFORM 1 FROM new_rows n JOIN old_rows o ON o.path_id = n.path_id
-        WHERE n.unresolved_count = 0 AND o.unresolved_count > 0 AND n.status = 'blocked'
-        LIMIT 1;
-        IF NOT FOUND THEN
-            RETURN NULL;
-        END IF;
-        WITH promoted AS (
-            UPDATE work_items w SET status = 'ready'
-            FROM new_rows n JOIN old_rows o ON o.path_id = n.path_id
-            WHERE w.path_id = n.path_id AND n.unresolved_count = 0 AND o.unresolved_count > 0
-              AND w.status = 'blocked' AND w.unresolved_count = 0
-            RETURNING w.path_id, w.tenant_id
-        )
-        INSERT INTO work_history (path_id, tenant_id, event, at)
-        SELECT path_id, tenant_id, 'promoted', date_trunc('milliseconds', now()) FROM promoted;
         RETURN NULL;
     END $$""",
     # ---- count: work_items -> work_counters
@@ -903,7 +888,6 @@ def _pg_triggers() -> dict[str, tuple[str, str]]:
         ("trg_nexus_project", "file_metadata", "nexus_project_metadata",
          ("INSERT", "UPDATE", "DELETE")),
         ("trg_nexus_resolve", "work_items", "nexus_resolve_work", ("INSERT", "UPDATE", "DELETE")),
-        ("trg_nexus_promote", "work_items", "nexus_promote_work", ("UPDATE",)),
         ("trg_nexus_count", "work_items", "nexus_count_work", ("INSERT", "UPDATE", "DELETE")),
         ("trg_nexus_enqueued", "work_items", "nexus_record_enqueued", ("INSERT",)),
     ]  # fmt: skip
@@ -919,6 +903,13 @@ def _pg_triggers() -> dict[str, tuple[str, str]]:
             OR OLD.tenant_id IS DISTINCT FROM NEW.tenant_id
             OR OLD.created_at IS DISTINCT FROM NEW.created_at)
         EXECUTE FUNCTION nexus_project_path()""",
+    )
+    triggers["trg_nexus_promote"] = (
+        "work_items",
+        """CREATE TRIGGER trg_nexus_promote AFTER UPDATE OF unresolved_count ON work_items
+        FOR EACH ROW WHEN (NEW.unresolved_count = 0 AND OLD.unresolved_count > 0
+                           AND NEW.status = 'blocked')
+        EXECUTE FUNCTION nexus_promote_work()""",
     )
     triggers["trg_nexus_path_metadata_delete"] = (
         "path_metadata",

@@ -136,13 +136,13 @@ def test_claim_plan_uses_the_ready_index(
     store: SQLAlchemyMetadataStore, queue: WorkQueue, backend: str
 ) -> None:
     # Enough rows in every state that a wrong plan (scan and sort) would look cheaper.
-    items = [{"path": f"/plan/{i}", "priority": i % 50} for i in range(3000)]
+    items = [{"path": f"/plan/{i}", "priority": i % 50} for i in range(6000)]
     queue.enqueue_many(items)
     for _ in range(10):
-        claimed = queue.claim_ready_work("w", limit=100)
+        claimed = queue.claim_ready_work("w", limit=200)
         queue.complete_work_many([(c["path_id"], c["lease_token"]) for c in claimed])
     if backend == "postgresql":
         with store.engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE work_items")
+            conn.exec_driver_sql("ANALYZE work_items, file_paths, work_history")
     plan = _plan(store, backend)
     assert "ix_work_items_ready" in plan, plan
