@@ -135,11 +135,12 @@ def _plan(store: SQLAlchemyMetadataStore, backend: str) -> str:
 def test_claim_plan_uses_the_ready_index(
     store: SQLAlchemyMetadataStore, queue: WorkQueue, backend: str
 ) -> None:
-    # Enough rows in every state that a wrong plan (scan and sort) would look cheaper.
+    # A queue with history: most rows completed, so a plan walking the priority index (or
+    # scanning and sorting) would visit the finished rows that the ready index leaves out.
     items = [{"path": f"/plan/{i}", "priority": i % 50} for i in range(6000)]
     queue.enqueue_many(items)
     for _ in range(10):
-        claimed = queue.claim_ready_work("w", limit=200)
+        claimed = queue.claim_ready_work("w", limit=500)
         queue.complete_work_many([(c["path_id"], c["lease_token"]) for c in claimed])
     if backend == "postgresql":
         with store.engine.begin() as conn:
