@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from nexus.storage import migrate
 from nexus.storage.engine import create_engine, resolve_database_url
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
+from nexus.work import RetryPolicy, WorkQueue
 
 PG_ENV = "NEXUS_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgresql"]
@@ -151,12 +152,38 @@ def store(db_url: str) -> Iterator[SQLAlchemyMetadataStore]:
 
 
 @pytest.fixture
+def queue(store: SQLAlchemyMetadataStore) -> Iterator[WorkQueue]:
+    """A work queue over ``store`` (closed at teardown, before the store)."""
+    opened = WorkQueue(store)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
 def make_store(db_url: str) -> Iterator[Callable[..., SQLAlchemyMetadataStore]]:
     """Open more stores on the same database (other tenants, other 'processes')."""
     opened: list[SQLAlchemyMetadataStore] = []
 
     def factory(**kwargs: object) -> SQLAlchemyMetadataStore:
         new = SQLAlchemyMetadataStore(db_url, **kwargs)  # type: ignore[arg-type]
+        opened.append(new)
+        return new
+
+    yield factory
+    for item in opened:
+        item.close()
+
+
+@pytest.fixture
+def make_queue(
+    make_store: Callable[..., SQLAlchemyMetadataStore],
+) -> Iterator[Callable[..., WorkQueue]]:
+    """``make_queue(retry_policy=None, **store_kwargs)``: a work queue over a new store on the
+    same database (another worker, another tenant); queues close before their stores."""
+    opened: list[WorkQueue] = []
+
+    def factory(*, retry_policy: RetryPolicy | None = None, **kwargs: object) -> WorkQueue:
+        new = WorkQueue(make_store(**kwargs), retry_policy=retry_policy)
         opened.append(new)
         return new
 

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 
 import nexus
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
+from nexus.work import WorkQueue
+from nexus.work import queue as queue_module
 
 pytestmark = pytest.mark.slow
 SPAWN = multiprocessing.get_context("spawn")
@@ -28,19 +30,23 @@ SPAWN = multiprocessing.get_context("spawn")
 def _claimer(db_url: str, worker_id: str, batch: int, out: multiprocessing.Queue) -> None:
     claimed: list[str] = []
     with SQLAlchemyMetadataStore(db_url, run_migrations=False) as store:
+        queue = WorkQueue(store)
         while True:
-            items = store.claim_ready_work(worker_id, limit=batch, lease_seconds=120)
+            items = queue.claim_ready_work(worker_id, limit=batch, lease_seconds=120)
             if not items:
                 break
             claimed += [item["virtual_path"] for item in items]
-            store.complete_work_many([(i["virtual_path"], i["lease_token"]) for i in items])
+            queue.complete_work_many([(i["virtual_path"], i["lease_token"]) for i in items])
+        queue.close()
     out.put(claimed)
 
 
 def test_concurrent_claimers_get_each_item_exactly_once(db_url: str) -> None:
     n_items, n_workers = 2000, 4
     with SQLAlchemyMetadataStore(db_url) as store:
-        store.enqueue_many([{"path": f"/once/{i:05d}", "priority": i % 10} for i in range(n_items)])
+        WorkQueue(store).enqueue_many(
+            [{"path": f"/once/{i:05d}", "priority": i % 10} for i in range(n_items)]
+        )
     out = SPAWN.Queue()
     procs = [
         SPAWN.Process(target=_claimer, args=(db_url, f"w{k}", 1 + k % 3, out))
@@ -57,7 +63,7 @@ def test_concurrent_claimers_get_each_item_exactly_once(db_url: str) -> None:
     assert len(set(everything)) == n_items
     assert sum(1 for claimed in results if claimed) >= 2, "work was not shared"
     with SQLAlchemyMetadataStore(db_url) as store:
-        assert store.work_stats()["by_status"]["completed"] == n_items
+        assert WorkQueue(store).work_stats()["by_status"]["completed"] == n_items
         with store.engine.connect() as conn:
             events = Counter(
                 conn.execute(sa.text("SELECT event FROM work_history")).scalars().all()
@@ -67,7 +73,7 @@ def test_concurrent_claimers_get_each_item_exactly_once(db_url: str) -> None:
 
 def _hold_forever(db_url: str, ready: multiprocessing.Event) -> None:  # type: ignore[type-arg]
     with SQLAlchemyMetadataStore(db_url, run_migrations=False) as store:
-        [item] = store.claim_ready_work("doomed", lease_seconds=1)
+        [item] = WorkQueue(store).claim_ready_work("doomed", lease_seconds=1)
         assert item["virtual_path"] == "/kill/a"
         ready.set()
         time.sleep(600)
@@ -75,19 +81,21 @@ def _hold_forever(db_url: str, ready: multiprocessing.Event) -> None:  # type: i
 
 def test_sigkilled_workers_item_is_reclaimed_and_finished(db_url: str) -> None:
     with SQLAlchemyMetadataStore(db_url) as store:
-        store.enqueue("/kill/a")
+        queue = WorkQueue(store)
+        queue.enqueue("/kill/a")
         ready = SPAWN.Event()
         proc = SPAWN.Process(target=_hold_forever, args=(db_url, ready))
         proc.start()
         assert ready.wait(60)
         os.kill(proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
         proc.join(10)
-        assert store.claim_ready_work("rescuer") == []  # the lease is still valid
-        time.sleep(1.2)
-        [item] = store.claim_ready_work("rescuer")
+        assert queue.claim_ready_work("rescuer") == []  # the lease is still valid
+        # Past the lease, and past the queue's reclaim interval since that claim looked.
+        time.sleep(max(1.2, queue_module.RECLAIM_INTERVAL + 0.2))
+        [item] = queue.claim_ready_work("rescuer")
         assert item["virtual_path"] == "/kill/a" and item["attempts"] == 2
-        store.complete_work("/kill/a", item["lease_token"])
-        history = store.get_work_history("/kill/a")
+        queue.complete_work("/kill/a", item["lease_token"])
+        history = queue.get_work_history("/kill/a")
         assert [(e["event"], e["worker_id"]) for e in history] == [
             ("enqueued", None),
             ("claimed", "doomed"),
@@ -101,7 +109,7 @@ WORKER_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from nexus.storage.metadata_store import SQLAlchemyMetadataStore
-    from nexus.work import Worker
+    from nexus.work import Worker, WorkQueue
 
     def handler(item):
         print("started", item["virtual_path"], flush=True)
@@ -109,7 +117,9 @@ WORKER_SCRIPT = textwrap.dedent(
         return {"ok": True}
 
     with SQLAlchemyMetadataStore(sys.argv[1], run_migrations=False) as store:
-        stats = Worker(store, handler, worker_id="graceful", lease_seconds=30).run()
+        queue = WorkQueue(store)
+        stats = Worker(queue, handler, worker_id="graceful", lease_seconds=30).run()
+        queue.close()
         print("stopped", stats.completed, flush=True)
     """
 )
@@ -117,7 +127,7 @@ WORKER_SCRIPT = textwrap.dedent(
 
 def test_worker_stops_gracefully_on_sigterm(db_url: str, tmp_path: Path) -> None:
     with SQLAlchemyMetadataStore(db_url) as store:
-        store.enqueue_many([{"path": f"/g/{i}", "priority": i} for i in range(3)])
+        WorkQueue(store).enqueue_many([{"path": f"/g/{i}", "priority": i} for i in range(3)])
     script = tmp_path / "worker.py"
     script.write_text(WORKER_SCRIPT)
     proc = subprocess.Popen(
@@ -141,18 +151,18 @@ def _seed_worker_loop(
     """The seed's worker loop, rewritten on claim_ready_work."""
     processed = []
     with nexus.connect(config={"data_dir": data_dir, "database_url": db_url}) as nx:
-        store = nx.metadata
+        queue = nx.queue
         idle = 0
         while idle < 3:
-            ready_work = store.claim_ready_work(worker_id, limit=1)
+            ready_work = queue.claim_ready_work(worker_id, limit=1)
             if ready_work:
                 idle = 0
                 item = ready_work[0]
                 processed.append(nx.read(item["virtual_path"]).decode())  # process_work_item
-                store.complete_work(item["virtual_path"], item["lease_token"])
+                queue.complete_work(item["virtual_path"], item["lease_token"])
             else:
                 idle += 1
-                store.wait_for_ready_work(0.2)
+                queue.wait_for_ready_work(0.2)
     out.put(processed)
 
 
