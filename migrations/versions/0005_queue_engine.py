@@ -353,8 +353,14 @@ def _sqlite_triggers() -> dict[str, str]:
         UPDATE work_items SET status = 'ready' WHERE path_id = NEW.path_id;
         END""",
         # ---- count: work_items -> work_counters
+        # A tenant's counter rows are made with its first item (a BEFORE trigger, so the
+        # counting below finds them; its WHEN is one primary-key look-up per insert).
+        "trg_nexus_count_first": f"""BEFORE INSERT ON work_items
+        WHEN NOT EXISTS (SELECT 1 FROM work_counters WHERE tenant_id = NEW.tenant_id
+                         AND counter = 'ready' AND shard = 0)
+        BEGIN {_sqlite_counter_rows("NEW")} END""",
         "trg_nexus_count_insert": f"""AFTER INSERT ON work_items
-        BEGIN {_sqlite_counter_rows("NEW")} {_sqlite_count("NEW", "+")} END""",
+        BEGIN {_sqlite_count("NEW", "+")} END""",
         "trg_nexus_count_update": f"""AFTER UPDATE OF status, unresolved_count, tenant_id
         ON work_items
         WHEN OLD.status IS NOT NEW.status OR OLD.tenant_id IS NOT NEW.tenant_id
@@ -686,7 +692,17 @@ PG_RULE_FUNCTIONS = [
         IF edges IS NOT NULL THEN
             PERFORM nexus_rebuild_edges(edges);
         END IF;
-        IF projected IS NOT NULL THEN
+        IF projected IS NOT NULL AND TG_OP = 'INSERT' THEN
+            -- New rows carry the values: no look-up (an enqueue's rows change nothing).
+            UPDATE work_items w SET priority = nexus_priority_of(n.value)
+            FROM new_rows n
+            WHERE n.key = 'priority' AND w.path_id = n.path_id
+              AND w.priority IS DISTINCT FROM nexus_priority_of(n.value);
+            UPDATE work_items w SET tags = nexus_tags_of(n.value)
+            FROM new_rows n
+            WHERE n.key = 'tags' AND w.path_id = n.path_id
+              AND w.tags IS DISTINCT FROM nexus_tags_of(n.value);
+        ELSIF projected IS NOT NULL THEN
             PERFORM nexus_refresh_projected(projected);
         END IF;
         IF routed IS NOT NULL THEN

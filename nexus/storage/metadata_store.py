@@ -230,6 +230,14 @@ class SQLAlchemyMetadataStore:
             set_={"value": upsert.excluded.value, "updated_at": upsert.excluded.updated_at},
         )
         if self.dialect == "postgresql":
+            self._create_paths = (
+                "INSERT INTO file_paths (path_id, tenant_id, virtual_path, size_bytes,"
+                " created_at, updated_at)"
+                " SELECT u.id, %(tenant)s, u.vp, 0, %(now)s, %(now)s"
+                " FROM unnest(%(ids)s::text[], %(paths)s::text[]) AS u(id, vp)"
+                " ON CONFLICT (tenant_id, virtual_path) DO NOTHING"
+                " RETURNING path_id, virtual_path"
+            )
             self._bulk_upsert = (
                 "INSERT INTO file_metadata (path_id, key, value)"
                 " SELECT * FROM unnest(%(ids)s::text[], %(keys)s::text[], %(values)s::jsonb[])"
@@ -243,6 +251,14 @@ class SQLAlchemyMetadataStore:
                 " SET value = excluded.value, updated_at = excluded.updated_at"
             )
         else:
+            self._create_paths = (
+                "INSERT INTO file_paths (path_id, tenant_id, virtual_path, size_bytes,"
+                " created_at, updated_at)"
+                " SELECT json_extract(j.value, '$[0]'), :tenant, json_extract(j.value, '$[1]'),"
+                " 0, :now, :now FROM json_each(:rows) j WHERE true"
+                " ON CONFLICT (tenant_id, virtual_path) DO NOTHING"
+                " RETURNING path_id, virtual_path"
+            )
             # Rows in array order, so that triggers see them in the order given.
             self._bulk_upsert = (
                 "INSERT INTO file_metadata (path_id, key, value)"
@@ -540,28 +556,19 @@ class SQLAlchemyMetadataStore:
         Returns path -> path_id, and the path_ids that are blank: created or revived here, so
         they carry no metadata yet. Only paths that already existed are looked up.
         """
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         found: dict[str, str] = {}
-        if paths:
-            stmt = (
-                insert(file_paths)
-                .on_conflict_do_nothing(index_elements=["tenant_id", "virtual_path"])
-                .returning(file_paths.c.path_id, file_paths.c.virtual_path)
-            )
-            rows = [
-                {
-                    "path_id": new_path_id(),
-                    "tenant_id": self.tenant_id,
-                    "virtual_path": path,
-                    "size_bytes": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for path in paths
-            ]
-            for start in range(0, len(rows), CHUNK * 10):
-                for path_id, path in conn.execute(stmt, rows[start : start + CHUNK * 10]):
-                    found[path] = path_id
+        stamp = self.database.timestamp(now)
+        # One driver-level statement per batch: no per-row parameter processing.
+        for start in range(0, len(paths), BULK_ROWS):
+            chunk = paths[start : start + BULK_ROWS]
+            ids = [new_path_id() for _ in chunk]
+            if self.dialect == "postgresql":
+                params: dict[str, Any] = {"ids": ids, "paths": chunk}
+            else:
+                params = {"rows": _json_text([list(pair) for pair in zip(ids, chunk, strict=True)])}
+            params.update(tenant=self.tenant_id, now=stamp)
+            for path_id, path in conn.exec_driver_sql(self._create_paths, params):
+                found[path] = path_id
         blank = set(found.values())
         existed = [path for path in paths if path not in found]
         if existed:
