@@ -59,6 +59,12 @@ depends_on = None
 STATUSES = "('ready', 'pending', 'blocked', 'in_progress', 'completed', 'failed')"
 WORK_KEYS = "('status', 'priority', 'tags', 'worker_id', 'started_at', 'depends_on')"
 ROUTED_KEYS = ("status", "worker_id", "started_at")
+# What file_metadata holds for a routed key once its value lives in work_items: a pointer, so
+# that plain SQL can still UPDATE or DELETE the key's row (and a reader of the table is told
+# where to look). It is no value a user writes.
+ROUTED = '{"$nexus":"work_items"}'
+SQLITE_ROUTED = f"'{ROUTED}'"
+PG_ROUTED = f"'{ROUTED}'::jsonb"
 PROJECTED_KEYS = ("priority", "tags")
 ROW_KEYS = ("priority", "tags", "worker_id", "started_at")
 SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
@@ -150,9 +156,12 @@ def _sqlite_route(path_id: str, when: str = "1") -> str:
     """Route the routed keys of ``path_id`` found in file_metadata into its work row.
 
     A valid status updates or creates the row (built from the path's metadata); an invalid
-    one removes it. Routed rows leave file_metadata: the work row holds them now."""
+    one removes it. Routed rows then hold the ROUTED pointer: the work row has the value."""
     status = _sqlite_typed("status", "s.value")
-    raw_status = f"FROM file_metadata s WHERE s.path_id = {path_id} AND s.key = 'status'"
+    raw_status = (
+        f"FROM file_metadata s WHERE s.path_id = {path_id} AND s.key = 'status'"
+        f" AND s.value IS NOT {SQLITE_ROUTED}"
+    )
     return f"""
     UPDATE work_items SET status = (SELECT {status} {raw_status})
     WHERE path_id = {path_id} AND ({when})
@@ -175,16 +184,19 @@ def _sqlite_route(path_id: str, when: str = "1") -> str:
         started_at = CASE WHEN EXISTS ({_sqlite_raw("started_at", path_id)})
                           THEN {_sqlite_meta("started_at", path_id)} ELSE started_at END
     WHERE path_id = {path_id} AND ({when});
-    DELETE FROM file_metadata
+    UPDATE file_metadata SET value = {SQLITE_ROUTED}
     WHERE path_id = {path_id} AND ({when}) AND key IN ('status', 'worker_id', 'started_at')
-      AND {_sqlite_routable("key", "value")}
+      AND value IS NOT {SQLITE_ROUTED} AND {_sqlite_routable("key", "value")}
       AND EXISTS (SELECT 1 FROM work_items x WHERE x.path_id = {path_id})
       AND EXISTS (SELECT 1 FROM file_paths x WHERE x.path_id = {path_id}
                   AND x.deleted_at IS NULL);"""
 
 
 def _sqlite_raw(key: str, path_id: str) -> str:
-    return f"SELECT 1 FROM file_metadata r WHERE r.path_id = {path_id} AND r.key = '{key}'"
+    return (
+        f"SELECT 1 FROM file_metadata r WHERE r.path_id = {path_id} AND r.key = '{key}'"
+        f" AND r.value IS NOT {SQLITE_ROUTED}"
+    )
 
 
 def _sqlite_routed_json(key: str, row: str) -> str:
@@ -274,11 +286,22 @@ def _sqlite_triggers() -> dict[str, str]:
     triggers = {
         # ---- route: status/worker_id/started_at -> work_items
         "trg_nexus_route_insert": f"""AFTER INSERT ON file_metadata
-        WHEN NEW.key IN {routed} AND {live}
+        WHEN NEW.key IN {routed} AND NEW.value IS NOT {SQLITE_ROUTED} AND {live}
         BEGIN {_sqlite_route("NEW.path_id")} END""",
         "trg_nexus_route_update": f"""AFTER UPDATE OF value ON file_metadata
-        WHEN NEW.key IN {routed} AND {same_row} AND OLD.value IS NOT NEW.value AND {live}
+        WHEN NEW.key IN {routed} AND {same_row} AND OLD.value IS NOT NEW.value
+             AND NEW.value IS NOT {SQLITE_ROUTED} AND {live}
         BEGIN {_sqlite_route("NEW.path_id")} END""",
+        # Deleting a routed key's pointer (plain SQL) deletes the key.
+        "trg_nexus_route_delete": f"""AFTER DELETE ON file_metadata
+        WHEN OLD.key IN {routed} AND OLD.value IS {SQLITE_ROUTED}
+        BEGIN
+        DELETE FROM work_items WHERE OLD.key = 'status' AND path_id = OLD.path_id;
+        UPDATE work_items SET worker_id = NULL
+        WHERE OLD.key = 'worker_id' AND path_id = OLD.path_id;
+        UPDATE work_items SET started_at = NULL
+        WHERE OLD.key = 'started_at' AND path_id = OLD.path_id;
+        END""",
         # ---- project: priority/tags -> work_items; depends_on -> work_dependencies
         "trg_nexus_project_deps_insert": f"""AFTER INSERT ON file_metadata
         WHEN NEW.key = 'depends_on'
@@ -411,8 +434,10 @@ def _path_metadata_view(pg: bool) -> str:
         status, worker = _sqlite_routed_json("status", "w"), _sqlite_routed_json("worker_id", "w")
         started = _sqlite_routed_json("started_at", "w")
     changed = "coalesce(w.finished_at, w.started_at, w.created_at)"
+    routed = PG_ROUTED if pg else SQLITE_ROUTED
     return f"""CREATE VIEW path_metadata AS
     SELECT m.path_id, m.key, m.value, m.created_at, m.updated_at FROM file_metadata m
+    WHERE m.value <> {routed}
     UNION ALL
     SELECT w.path_id, 'status', {status}, w.created_at, {changed} FROM work_items w
     UNION ALL
@@ -541,7 +566,7 @@ PG_RULE_FUNCTIONS = [
     BEGIN
         -- Route the routed keys of p_ids found in file_metadata into their work rows: a
         -- valid status updates or creates the row (built from the path's metadata), an
-        -- invalid one removes it; routed rows then leave file_metadata.
+        -- invalid one removes it; routed rows then hold the pointer (ROUTED).
         -- Every statement is driven by unnest(p_ids) joined on primary keys: a plan that
         -- stays right when a bulk load has left the tables without statistics.
         UPDATE work_items w SET status = nexus_status_of(s.value)
@@ -563,18 +588,22 @@ PG_RULE_FUNCTIONS = [
         ON CONFLICT (path_id) DO NOTHING;
         DELETE FROM work_items w USING unnest(p_ids) AS t(id), file_metadata s
         WHERE w.path_id = t.id AND s.path_id = t.id AND s.key = 'status'
-          AND nexus_status_of(s.value) IS NULL;
+          AND nexus_status_of(s.value) IS NULL AND s.value <> {PG_ROUTED};
         -- A worker_id/started_at row present is the value (NULL when it has the wrong type).
         UPDATE work_items w SET worker_id = nexus_text_of(m.value)
         FROM unnest(p_ids) AS t(id)
         JOIN file_metadata m ON m.path_id = t.id AND m.key = 'worker_id'
-        WHERE w.path_id = t.id AND w.worker_id IS DISTINCT FROM nexus_text_of(m.value);
+        WHERE w.path_id = t.id AND m.value <> {PG_ROUTED}
+          AND w.worker_id IS DISTINCT FROM nexus_text_of(m.value);
         UPDATE work_items w SET started_at = nexus_ts_of(m.value)
         FROM unnest(p_ids) AS t(id)
         JOIN file_metadata m ON m.path_id = t.id AND m.key = 'started_at'
-        WHERE w.path_id = t.id AND w.started_at IS DISTINCT FROM nexus_ts_of(m.value);
-        DELETE FROM file_metadata m USING unnest(p_ids) AS t(id)
+        WHERE w.path_id = t.id AND m.value <> {PG_ROUTED}
+          AND w.started_at IS DISTINCT FROM nexus_ts_of(m.value);
+        UPDATE file_metadata m SET value = {PG_ROUTED}
+        FROM unnest(p_ids) AS t(id)
         WHERE m.path_id = t.id AND m.key IN ('status', 'worker_id', 'started_at')
+          AND m.value <> {PG_ROUTED}
           AND EXISTS (SELECT 1 FROM work_items w WHERE w.path_id = t.id)
           AND EXISTS (SELECT 1 FROM file_paths p WHERE p.path_id = t.id
                       AND p.deleted_at IS NULL)
@@ -671,9 +700,20 @@ PG_RULE_FUNCTIONS = [
             SELECT array_agg(DISTINCT path_id) FILTER (WHERE key IN ('priority', 'tags')),
                    array_agg(DISTINCT path_id) FILTER (WHERE key = 'depends_on')
             INTO projected, edges FROM old_rows;
+            -- Deleting a routed key's pointer (plain SQL) deletes the key.
+            DELETE FROM work_items w USING old_rows o
+            WHERE o.key = 'status' AND o.value = '{"$nexus":"work_items"}'::jsonb
+              AND w.path_id = o.path_id;
+            UPDATE work_items w SET worker_id = NULL FROM old_rows o
+            WHERE o.key = 'worker_id' AND o.value = '{"$nexus":"work_items"}'::jsonb
+              AND w.path_id = o.path_id;
+            UPDATE work_items w SET started_at = NULL FROM old_rows o
+            WHERE o.key = 'started_at' AND o.value = '{"$nexus":"work_items"}'::jsonb
+              AND w.path_id = o.path_id;
         ELSE
             SELECT array_agg(DISTINCT path_id)
-                       FILTER (WHERE key IN ('status', 'worker_id', 'started_at')),
+                       FILTER (WHERE key IN ('status', 'worker_id', 'started_at')
+                               AND value <> '{"$nexus":"work_items"}'::jsonb),
                    array_agg(DISTINCT path_id) FILTER (WHERE key IN ('priority', 'tags')),
                    array_agg(DISTINCT path_id) FILTER (WHERE key = 'depends_on')
             INTO routed, projected, edges FROM new_rows;
@@ -1080,24 +1120,16 @@ def upgrade() -> None:
     op.drop_index("ix_work_items_lease", table_name="work_items")
     op.drop_index("ix_work_history_event_at", table_name="work_history")
     # The routed keys of existing work rows are in work_items already (0002 projected them):
-    # their metadata copies go.
-    if pg:
-        op.execute(
-            """DELETE FROM file_metadata m USING work_items w
-            WHERE m.path_id = w.path_id
-              AND (m.key = 'status' OR (m.key = 'worker_id' AND w.worker_id IS NOT NULL)
-                   OR (m.key = 'started_at' AND w.started_at IS NOT NULL))"""
-        )
-    else:
-        op.execute(
-            """DELETE FROM file_metadata
-            WHERE key IN ('status', 'worker_id', 'started_at')
-              AND EXISTS (SELECT 1 FROM work_items w WHERE w.path_id = file_metadata.path_id
-                          AND (file_metadata.key = 'status'
-                               OR (file_metadata.key = 'worker_id' AND w.worker_id IS NOT NULL)
-                               OR (file_metadata.key = 'started_at'
-                                   AND w.started_at IS NOT NULL)))"""
-        )
+    # their metadata rows become pointers.
+    op.execute(
+        f"""UPDATE file_metadata SET value = {PG_ROUTED if pg else SQLITE_ROUTED}
+        WHERE key IN ('status', 'worker_id', 'started_at')
+          AND EXISTS (SELECT 1 FROM work_items w WHERE w.path_id = file_metadata.path_id
+                      AND (file_metadata.key = 'status'
+                           OR (file_metadata.key = 'worker_id' AND w.worker_id IS NOT NULL)
+                           OR (file_metadata.key = 'started_at'
+                               AND w.started_at IS NOT NULL)))"""
+    )
     op.execute(_path_metadata_view(pg))
     if pg:
         for statement in PG_TYPED_FUNCTIONS + PG_RULE_FUNCTIONS:
@@ -1144,6 +1176,8 @@ def downgrade() -> None:
                        {SQLITE_NOW}
                 FROM work_items w WHERE w.{key} IS NOT NULL"""
             )
+    routed = PG_ROUTED if pg else SQLITE_ROUTED
+    op.execute(f"DELETE FROM file_metadata WHERE value = {routed}")
     op.drop_index("ix_work_items_deferred", table_name="work_items")
     op.execute(
         "CREATE INDEX ix_work_items_lease ON work_items (lease_expires_at)"

@@ -96,6 +96,8 @@ RECLAIM_INTERVAL = 1.0
 #: SQLite allows 32766 bound parameters per statement; IN-lists stay far below that.
 CHUNK = 500
 STATUSES = ("ready", "pending", "blocked", "in_progress", "completed", "failed")
+#: The metadata value of a key whose value lives in work_items (revision 0005).
+ROUTED = {"$nexus": "work_items"}
 _ENQUEUE_KEYS = {
     "path",
     "priority",
@@ -451,8 +453,10 @@ class WorkQueue:
             for key in ("priority", "tags", "depends_on"):
                 if spec[key] is not None:
                     rows.append({"path_id": path_id, "key": key, "value": spec[key]})
-            if path_id not in blank:
-                status_rows.append({"path_id": path_id, "key": "status", "value": spec["status"]})
+            # A new item's status lives in its row; its metadata row points there (so plain
+            # SQL can still UPDATE it). An existing path's status is routed like any write.
+            status = ROUTED if path_id in blank else spec["status"]
+            status_rows.append({"path_id": path_id, "key": "status", "value": status})
         # Status last: its route builds each work row once, from every key.
         store.write_metadata_rows(conn, rows + status_rows)
         # A cycle through stored items needs a stored edge from outside the batch naming a
