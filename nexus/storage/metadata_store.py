@@ -749,7 +749,7 @@ class SQLAlchemyMetadataStore:
         ref = validate_path_or_id(path)
         key = validate_key(key)
         with self._reading() as conn:
-            path_id = self._live_path_id(conn, ref)
+            path_id = self._require_path_id(conn, ref)
             return conn.execute(
                 sa.select(path_metadata.c.value).where(
                     path_metadata.c.path_id == path_id, path_metadata.c.key == key
@@ -760,7 +760,7 @@ class SQLAlchemyMetadataStore:
         """Every key of the path (as ``path_metadata`` shows them), by key."""
         ref = validate_path_or_id(path)
         with self._reading() as conn:
-            path_id = self._live_path_id(conn, ref)
+            path_id = self._require_path_id(conn, ref)
             rows = conn.execute(
                 sa.select(path_metadata.c.key, path_metadata.c.value)
                 .where(path_metadata.c.path_id == path_id)
@@ -783,14 +783,6 @@ class SQLAlchemyMetadataStore:
             return True
 
         return self._write(work)
-
-    def _live_path_id(self, conn: Connection, ref: str) -> str:
-        path_id = conn.execute(
-            sa.select(file_paths.c.path_id).where(self._path_filter(ref)), self._params(ref)
-        ).scalar()
-        if path_id is None:
-            raise NexusFileNotFoundError(ref)
-        return str(path_id)
 
     def lock_dependency_writes(self, conn: Connection) -> None:
         """Serialise writers of ``depends_on`` (PostgreSQL), so cycle checks see each other."""
