@@ -541,14 +541,16 @@ def _pg_count(rows: list[tuple[str, str]]) -> str:
 
 PG_RULE_FUNCTIONS = [
     f"""CREATE FUNCTION nexus_lock_refs(p_refs text[]) RETURNS void
-    LANGUAGE sql VOLATILE AS $$
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
         -- Serialises a change of a dependency target's completed-ness with concurrent
         -- writers of edges naming it, so neither counts from a stale snapshot. Bucketed:
-        -- a bulk transaction holds at most {DEPENDENCY_LOCK_BUCKETS} locks.
-        SELECT count(pg_advisory_xact_lock({DEPENDENCY_LOCK_NS}, h))::integer * 0 FROM (
+        -- a bulk transaction holds at most {DEPENDENCY_LOCK_BUCKETS} locks, taken in bucket
+        -- order. PL/pgSQL keeps the plan (a SQL function would plan it at every call).
+        PERFORM pg_advisory_xact_lock({DEPENDENCY_LOCK_NS}, h) FROM (
             SELECT DISTINCT abs(hashtext(r) % {DEPENDENCY_LOCK_BUCKETS}) AS h
             FROM unnest(p_refs) AS r WHERE r IS NOT NULL ORDER BY 1) AS locks;
-    $$""",
+    END $$""",
     """CREATE FUNCTION nexus_blocker_count(p_path_id text) RETURNS integer
     LANGUAGE sql STABLE AS $$
         -- A reference resolves only to a completed item of the edge's own tenant.
