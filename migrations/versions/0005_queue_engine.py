@@ -757,6 +757,8 @@ PG_RULE_FUNCTIONS = [
     BEGIN
         IF TG_OP = 'DELETE' THEN
             DELETE FROM work_items WHERE path_id = OLD.path_id;
+            -- No foreign key (its check would lock the path at every history row).
+            DELETE FROM work_history WHERE path_id = OLD.path_id;
             PERFORM nexus_resolve(ARRAY[OLD.path_id, OLD.virtual_path], ARRAY[OLD.tenant_id]);
             RETURN NULL;
         END IF;
@@ -1121,6 +1123,11 @@ def upgrade() -> None:
     # the in-progress index, and the history's analytics views scan anyway.
     op.drop_index("ix_work_items_lease", table_name="work_items")
     op.drop_index("ix_work_history_event_at", table_name="work_history")
+    if pg:
+        # Every history row's foreign-key check took a KEY SHARE lock on its path (a write
+        # to the path's row on every claim and completion); the path rule deletes a hard-
+        # deleted path's history instead. (SQLite checks without locking: it keeps the key.)
+        op.drop_constraint("work_history_path_id_fkey", "work_history", type_="foreignkey")
     # The routed keys of existing work rows are in work_items already (0002 projected them):
     # their metadata rows become pointers.
     op.execute(
@@ -1224,6 +1231,15 @@ def downgrade() -> None:
         " (tenant_id, status, unresolved_count, run_after)"
     )
     op.drop_table("work_counters")
+    if pg:
+        op.create_foreign_key(
+            "work_history_path_id_fkey",
+            "work_history",
+            "file_paths",
+            ["path_id"],
+            ["path_id"],
+            ondelete="CASCADE",
+        )
     for column in reversed(NEW_COLUMNS):
         op.drop_column("work_items", column)
     if pg:
