@@ -44,7 +44,8 @@ def resolve_database_url(target: str | os.PathLike[str]) -> str:
         return f"sqlite:///{path.resolve()}"
     try:
         url = sa.engine.make_url(text)
-    except sa.exc.ArgumentError as exc:
+        url.port  # noqa: B018 - a port that is not a number fails here, not at connect
+    except (sa.exc.ArgumentError, ValueError) as exc:
         raise NexusConfigError(f"not a database URL: {text!r}", value=target) from exc
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
@@ -88,4 +89,7 @@ def create_engine(url: str, **options: Any) -> Engine:
         sa.event.listen(engine, "begin", _on_sqlite_begin)
         return engine
     options.setdefault("pool_pre_ping", True)
-    return sa.create_engine(url, **options)
+    try:
+        return sa.create_engine(url, **options)
+    except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError) as exc:
+        raise NexusConfigError(f"cannot use database URL {parsed!r}: {exc}", value=url) from exc

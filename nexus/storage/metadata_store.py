@@ -52,6 +52,7 @@ from nexus.storage.types import new_path_id, utcnow
 from nexus.storage.validation import (
     dependency_refs,
     is_path_id,
+    is_text,
     validate_key,
     validate_limit,
     validate_metadata,
@@ -180,8 +181,17 @@ class SQLAlchemyMetadataStore:
             raise NexusConfigError(
                 "no database: pass a SQLite path or a URL, or set NEXUS_DATABASE_URL"
             )
-        if not isinstance(tenant_id, str) or not tenant_id:
-            raise NexusConfigError("tenant_id must be a non-empty string", value=tenant_id)
+        if (
+            not isinstance(tenant_id, str)
+            or not tenant_id
+            or len(tenant_id) > 255
+            or "\x00" in tenant_id
+            or not is_text(tenant_id)
+        ):
+            raise NexusConfigError(
+                "tenant_id must be a non-empty string of at most 255 characters",
+                value=tenant_id,
+            )
         self.url = resolve_database_url(target)
         self.tenant_id = tenant_id
         self.engine: Engine = create_engine(self.url, **dict(engine_options or {}))

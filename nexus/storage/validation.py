@@ -19,6 +19,20 @@ _PATH_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+#: LIMITs above this are the same as no limit (no table holds more rows), and both databases
+#: bind it as a 32-bit integer.
+MAX_LIMIT = 2**31 - 1
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` is text a database can store: UTF-8 encodable (no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_path_id(value: str) -> bool:
     return bool(_PATH_ID.match(value))
 
@@ -33,6 +47,8 @@ def validate_path(path: Any) -> str:
         raise InvalidPathError(path, f"longer than {MAX_PATH_LENGTH} characters")
     if _CONTROL.search(path):
         raise InvalidPathError(path, "contains a NUL or control character")
+    if not is_text(path):
+        raise InvalidPathError(path, "is not valid Unicode text (a lone surrogate)")
     if ".." in path.split("/"):
         raise InvalidPathError(path, "contains a '..' segment")
     return path
@@ -56,7 +72,18 @@ def validate_limit(limit: Any) -> int | None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise InvalidArgumentError("limit", limit, "must be None or a non-negative int")
-    return limit
+    return min(limit, MAX_LIMIT)
+
+
+def validate_text(name: str, value: Any, *, max_length: int | None = None) -> str:
+    """A non-empty string a database can store (for worker ids, tokens, keys)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(name, value, "must be a non-empty string")
+    if "\x00" in value or not is_text(value):
+        raise InvalidArgumentError(name, value, "contains a NUL character or a lone surrogate")
+    if max_length is not None and len(value) > max_length:
+        raise InvalidArgumentError(name, value, f"must be at most {max_length} characters")
+    return value
 
 
 def validate_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
@@ -76,6 +103,8 @@ def validate_key(key: Any) -> str:
         raise InvalidMetadataError(key, None, "key must be a non-empty string")
     if len(key) > MAX_KEY_LENGTH or _CONTROL.search(key):
         raise InvalidMetadataError(key, None, "key is too long or contains control characters")
+    if not is_text(key):
+        raise InvalidMetadataError(key, None, "key is not valid Unicode text (a lone surrogate)")
     return key
 
 
@@ -100,6 +129,8 @@ def validate_tags(value: Any) -> list[str] | None:
         return None
     if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
         raise InvalidMetadataError("tags", value, "must be a list of strings")
+    if _has_bad_text(list(value)):
+        raise InvalidMetadataError("tags", value, "contains a NUL character or a lone surrogate")
     return list(value)
 
 
@@ -160,22 +191,24 @@ def _check_json(key: str, value: Any) -> Any:
     return value
 
 
-def _has_nul(value: Any) -> bool:
+def _has_bad_text(value: Any) -> bool:
+    """A NUL (PostgreSQL's jsonb cannot hold U+0000) or a lone surrogate anywhere inside."""
     if isinstance(value, str):
-        return "\x00" in value
+        return "\x00" in value or not is_text(value)
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(_has_bad_text(k) or _has_bad_text(v) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return any(_has_nul(item) for item in value)
+        return any(_has_bad_text(item) for item in value)
     return False
 
 
 def validate_metadata(key: Any, value: Any) -> Any:
     """Check a key/value pair; returns the value to store (datetimes become ISO text)."""
     key = validate_key(key)
-    if _has_nul(value):
-        # PostgreSQL's jsonb cannot hold U+0000; refuse it on both databases alike.
-        raise InvalidMetadataError(key, value, "contains a NUL character")
+    if _has_bad_text(value):
+        # Refused on both databases alike (jsonb cannot hold U+0000; no driver can encode a
+        # lone surrogate).
+        raise InvalidMetadataError(key, value, "contains a NUL character or a lone surrogate")
     if key == "status":
         return validate_status(value)
     if key == "priority":

@@ -45,6 +45,7 @@ from nexus.storage.schema import (
 )
 from nexus.storage.types import truncate_to_ms, utcnow
 from nexus.storage.validation import (
+    MAX_LIMIT,
     dependency_refs,
     is_path_id,
     validate_depends_on,
@@ -56,6 +57,7 @@ from nexus.storage.validation import (
     validate_priority,
     validate_status,
     validate_tags,
+    validate_text,
 )
 from nexus.work.queries import (
     CANCEL,
@@ -138,9 +140,7 @@ class WorkItem(TypedDict):
 
 
 def _check_token(lease_token: Any) -> str:
-    if not isinstance(lease_token, str) or not lease_token:
-        raise InvalidArgumentError("lease_token", lease_token, "must be a non-empty string")
-    return lease_token
+    return validate_text("lease_token", lease_token, max_length=64)
 
 
 def _validate_lease(lease_seconds: Any) -> float:
@@ -303,8 +303,8 @@ class WorkQueue:
         if run_after is not None and not isinstance(run_after, datetime):
             raise InvalidArgumentError("run_after", run_after, "must be a datetime or None")
         key = item.get("idempotency_key")
-        if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
-            raise InvalidArgumentError("idempotency_key", key, "must be a string of 1-255 chars")
+        if key is not None:
+            validate_text("idempotency_key", key, max_length=255)
         depends_on = validate_depends_on(item.get("depends_on"))
         return {
             "path": validate_path(item.get("path")),
@@ -619,9 +619,8 @@ class WorkQueue:
         path_prefix: str | None,
     ) -> Callable[[Any], list[WorkItem]]:
         """Validate a claim and return the function that runs it on a cursor."""
-        if not isinstance(worker_id, str) or not worker_id:
-            raise InvalidArgumentError("worker_id", worker_id, "must be a non-empty string")
-        validate_positive_int("limit", limit)
+        validate_text("worker_id", worker_id)
+        limit = min(validate_positive_int("limit", limit), MAX_LIMIT)
         lease = _validate_lease(lease_seconds)
         wanted_tags = validate_tags(tags)
         prefix = validate_prefix(path_prefix) if path_prefix is not None else None
@@ -879,8 +878,14 @@ class WorkQueue:
         """
         ref = validate_path_or_id(path)
         token = _check_token(lease_token)
-        message = str(error)[:4000]
-        validate_metadata("last_error", message)
+        # An error's text is recorded, never refused: what no database can store (a NUL, a
+        # lone surrogate) is escaped.
+        message = (
+            str(error)[:4000]
+            .replace("\x00", "\\x00")
+            .encode("utf-8", "backslashreplace")
+            .decode("utf-8")
+        )
 
         def work(cur: Any) -> str:
             now_dt = truncate_to_ms(utcnow())

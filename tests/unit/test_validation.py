@@ -321,3 +321,29 @@ def test_other_limits_are_rejected(value: object) -> None:
     assert info.value.name == "limit"
     assert info.value.value == value
     assert isinstance(info.value, ValueError)
+
+
+# ---- text no database can store (a lone surrogate), and values out of the drivers' range
+
+
+def test_lone_surrogates_are_refused_with_typed_errors() -> None:
+    from nexus.errors import InvalidArgumentError, InvalidMetadataError, InvalidPathError
+    from nexus.storage.validation import validate_metadata, validate_text
+
+    with pytest.raises(InvalidPathError):
+        validate_path("/a\ud800")
+    with pytest.raises(InvalidMetadataError):
+        validate_metadata("k\ud800", 1)
+    with pytest.raises(InvalidMetadataError):
+        validate_metadata("k", {"nested": ["\udfff"]})
+    with pytest.raises(InvalidMetadataError):
+        validate_metadata("tags", ["ok", "\ud800"])
+    with pytest.raises(InvalidArgumentError):
+        validate_text("worker_id", "w\ud800")
+
+
+def test_limits_beyond_32_bits_mean_no_limit() -> None:
+    from nexus.storage.validation import MAX_LIMIT, validate_limit
+
+    assert validate_limit(2**63) == MAX_LIMIT
+    assert validate_limit(5) == 5
