@@ -14,20 +14,29 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from nexus.errors import InvalidArgumentError, InvalidMetadataError, LeaseLostError, NexusError
+from nexus.errors import (
+    InvalidArgumentError,
+    InvalidMetadataError,
+    LeaseLostError,
+    MigrationError,
+    NexusDatabaseError,
+    NexusError,
+)
 
 if TYPE_CHECKING:
     from nexus.work.queue import WorkItem, WorkQueue
 
 log = logging.getLogger("nexus.worker")
+T = TypeVar("T")
 
 Handler = Callable[["WorkItem"], Any]
 
@@ -57,6 +66,7 @@ class Worker:
         path_prefix: str | None = None,
         poll_interval: float = 1.0,
         heartbeat_interval: float | None = None,
+        write_retry_seconds: float = 60.0,
     ) -> None:
         if not callable(handler):
             raise InvalidArgumentError("handler", handler, "must be callable")
@@ -76,6 +86,7 @@ class Worker:
         self._held: dict[str, str] = {}  # path -> lease token
         self._held_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self.write_retry_seconds = write_retry_seconds
 
     # ------------------------------------------------------------------ control
 
@@ -125,7 +136,11 @@ class Worker:
                 if not items:
                     if stop_when_idle:
                         break
-                    self.queue.wait_for_ready_work(self.poll_interval)
+                    try:
+                        self.queue.wait_for_ready_work(self.poll_interval)
+                    except NexusDatabaseError as exc:  # the database is away: poll later
+                        log.warning("worker %s: waiting failed: %s", self.worker_id, exc)
+                        self._stop.wait(self.poll_interval)
                     continue
                 done = self._handle_all(items)
         return self.stats
@@ -160,16 +175,18 @@ class Worker:
         claimed: list[WorkItem] = []
         try:
             if want:
-                _, claimed = self.queue.complete_and_claim(
-                    completions,
-                    self.worker_id,
-                    limit=want,
-                    lease_seconds=self.lease_seconds,
-                    tags=self.tags,
-                    path_prefix=self.path_prefix,
+                _, claimed = self._retrying(
+                    lambda: self.queue.complete_and_claim(
+                        completions,
+                        self.worker_id,
+                        limit=want,
+                        lease_seconds=self.lease_seconds,
+                        tags=self.tags,
+                        path_prefix=self.path_prefix,
+                    )
                 )
             elif completions:
-                self.queue.complete_work_many(completions)
+                self._retrying(lambda: self.queue.complete_work_many(completions))
             self.stats.completed += len(done)
         except LeaseLostError:
             # All or nothing: one lost lease refused the batch; settle the items one by one.
@@ -192,6 +209,22 @@ class Worker:
             for item in claimed:
                 self._held[item["virtual_path"]] = str(item["lease_token"])
         return claimed
+
+    def _retrying(self, write: Callable[[], T]) -> T:
+        """Run a write of the worker's own results, retried while the database is unreachable
+        (a terminated backend, a restart): the handler is not run again, and the lease token
+        fences a write that had landed before the error. Only handler errors use attempts."""
+        delay = 0.05
+        deadline = time.monotonic() + self.write_retry_seconds
+        while True:
+            try:
+                return write()
+            except NexusDatabaseError as exc:
+                if isinstance(exc, MigrationError) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("worker %s: write failed, retrying: %s", self.worker_id, exc)
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
 
     def _claim(self, want: int) -> list[WorkItem]:
         return self.queue.claim_ready_work(
