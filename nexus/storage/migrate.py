@@ -74,8 +74,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         try:
             if current_revision(engine) == head_revision():
                 return
-        except sa.exc.DBAPIError as exc:
-            raise MigrationError(f"cannot read the schema revision: {exc}") from exc
+        except sa.exc.DBAPIError:
+            # E.g. SQLite "database is locked" while another process creates the file: the
+            # locked path below reads the revision again once it holds the lock, and fails
+            # with a MigrationError of its own if the database really cannot be read.
+            pass
     _run(engine, lambda config: command.upgrade(config, revision))
 
 
