@@ -72,34 +72,38 @@ def test_default_database_is_nexus_data_under_the_working_directory(tmp_path: Pa
     db_file = tmp_path / "nexus-data" / "metadata.db"
     assert db_file.is_file()
     assert set(VIEW_NAMES) <= sqlite_views(db_file)
-    if shutil.which("sqlite3"):
-        # The README's two sqlite3 commands.
-        views = subprocess.run(
-            [
-                "sqlite3",
-                "nexus-data/metadata.db",
-                "SELECT name FROM sqlite_master WHERE type='view';",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.split()
-        assert set(VIEW_NAMES) <= set(views)
-        ready = subprocess.run(
-            [
-                "sqlite3",
-                "nexus-data/metadata.db",
-                "SELECT virtual_path, priority FROM ready_work_items LIMIT 10;",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        assert ready.stdout == ""
+    if shutil.which("sqlite3") is None:
+        # The README's sqlite3 commands cannot be checked without the shell; CI installs it.
+        if os.environ.get("CI", "").lower() in ("1", "true"):
+            pytest.fail("CI=true: the sqlite3 shell is missing")
+        pytest.skip("no sqlite3 shell to run the README's commands")
+    # The README's two sqlite3 commands.
+    views = subprocess.run(
+        [
+            "sqlite3",
+            "nexus-data/metadata.db",
+            "SELECT name FROM sqlite_master WHERE type='view';",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    assert set(VIEW_NAMES) <= set(views)
+    ready = subprocess.run(
+        [
+            "sqlite3",
+            "nexus-data/metadata.db",
+            "SELECT virtual_path, priority FROM ready_work_items LIMIT 10;",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert ready.stdout == ""
     alembic("-c", str(ROOT / "alembic.ini"), "downgrade", "base", cwd=tmp_path)
     assert sqlite_objects(db_file) == {"alembic_version"}
 
