@@ -57,7 +57,6 @@ branch_labels = None
 depends_on = None
 
 STATUSES = "('ready', 'pending', 'blocked', 'in_progress', 'completed', 'failed')"
-WORK_KEYS = "('status', 'priority', 'tags', 'worker_id', 'started_at', 'depends_on')"
 ROUTED_KEYS = ("status", "worker_id", "started_at")
 # What file_metadata holds for a routed key once its value lives in work_items: a pointer, so
 # that plain SQL can still UPDATE or DELETE the key's row (and a reader of the table is told
@@ -66,7 +65,6 @@ ROUTED = '{"$nexus":"work_items"}'
 SQLITE_ROUTED = f"'{ROUTED}'"
 PG_ROUTED = f"'{ROUTED}'::jsonb"
 PROJECTED_KEYS = ("priority", "tags")
-ROW_KEYS = ("priority", "tags", "worker_id", "started_at")
 SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 DEFAULT_MAX_ATTEMPTS = 3
 COUNTER_SHARDS = 64

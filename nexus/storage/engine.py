@@ -23,7 +23,8 @@ from nexus.errors import NexusConfigError
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def _json_serializer(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """JSON as nexus writes it: compact, UTF-8 kept, no NaN."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -79,7 +80,7 @@ def _on_sqlite_begin(connection: sa.Connection) -> None:
 def create_engine(url: str, **options: Any) -> Engine:
     """Create an engine for a URL produced by :func:`resolve_database_url`."""
     parsed = sa.engine.make_url(url)
-    options.setdefault("json_serializer", _json_serializer)
+    options.setdefault("json_serializer", json_text)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             options.setdefault("poolclass", StaticPool)

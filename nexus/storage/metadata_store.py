@@ -10,7 +10,6 @@ transaction-level helpers the queue composes (``write``, ``ensure_paths``,
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import random
 import time
@@ -34,8 +33,8 @@ from nexus.errors import (
     NexusFileNotFoundError,
 )
 from nexus.storage import migrate
-from nexus.storage.database import Database
-from nexus.storage.engine import create_engine, resolve_database_url
+from nexus.storage.database import RETRYABLE_SQLSTATES, WRITE_ATTEMPTS, Database
+from nexus.storage.engine import create_engine, json_text, resolve_database_url
 from nexus.storage.schema import (
     blocked_work_items,
     file_metadata,
@@ -71,9 +70,6 @@ BULK_ROWS = 5000
 #: Batch items walked per cycle-check statement.
 CYCLE_CHUNK = 2000
 
-#: PostgreSQL errors worth retrying the whole transaction for: deadlock, serialisation.
-RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-WRITE_ATTEMPTS = 5
 #: Transaction-level advisory lock serialising writers of ``depends_on`` (cycle checks).
 DEPENDENCY_WRITE_LOCK = (7_400_002, 0)
 
@@ -130,10 +126,6 @@ _STALE_TABLES = sa.text(
     ORDER BY c.relname
     """
 )
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -254,12 +246,6 @@ class SQLAlchemyMetadataStore:
                 " ON CONFLICT (path_id, key) DO UPDATE"
                 " SET value = excluded.value, updated_at = now()"
             )
-            self._driver_upsert = (
-                "INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)"
-                " VALUES (%(path_id)s, %(key)s, %(value)s::jsonb, now(), now())"
-                " ON CONFLICT (path_id, key) DO UPDATE"
-                " SET value = excluded.value, updated_at = excluded.updated_at"
-            )
         else:
             self._create_paths = (
                 "INSERT INTO file_paths (path_id, tenant_id, virtual_path, size_bytes,"
@@ -276,13 +262,6 @@ class SQLAlchemyMetadataStore:
                 " json_extract(j.value, '$[2]') FROM json_each(:rows) j WHERE true"
                 " ON CONFLICT (path_id, key) DO UPDATE"
                 " SET value = excluded.value, updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now')"
-            )
-            self._driver_upsert = (
-                "INSERT INTO file_metadata (path_id, key, value, created_at, updated_at)"
-                " VALUES (:path_id, :key, :value, strftime('%Y-%m-%d %H:%M:%f', 'now'),"
-                " strftime('%Y-%m-%d %H:%M:%f', 'now'))"
-                " ON CONFLICT (path_id, key) DO UPDATE"
-                " SET value = excluded.value, updated_at = excluded.updated_at"
             )
         self._view_stmts: dict[tuple[str, bool], sa.Select[Any]] = {}
         for view in (
@@ -575,7 +554,7 @@ class SQLAlchemyMetadataStore:
             if self.dialect == "postgresql":
                 params: dict[str, Any] = {"ids": ids, "paths": chunk}
             else:
-                params = {"rows": _json_text([list(pair) for pair in zip(ids, chunk, strict=True)])}
+                params = {"rows": json_text([list(pair) for pair in zip(ids, chunk, strict=True)])}
             params.update(tenant=self.tenant_id, now=stamp)
             for path_id, path in conn.exec_driver_sql(self._create_paths, params):
                 found[path] = path_id
@@ -594,20 +573,6 @@ class SQLAlchemyMetadataStore:
                     found[path] = path_id
         return found, blank
 
-    def paths_with_key(self, conn: Connection, path_ids: builtins.list[str], key: str) -> set[str]:
-        """The path_ids among ``path_ids`` that have metadata ``key`` (in ``path_metadata``)."""
-        found: set[str] = set()
-        for start in range(0, len(path_ids), CHUNK):
-            found.update(
-                conn.execute(
-                    sa.select(path_metadata.c.path_id).where(
-                        path_metadata.c.key == key,
-                        path_metadata.c.path_id.in_(path_ids[start : start + CHUNK]),
-                    )
-                ).scalars()
-            )
-        return found
-
     def write_metadata_rows(self, conn: Connection, rows: builtins.list[dict[str, Any]]) -> None:
         """Upsert ``{"path_id", "key", "value"}`` rows, in order, as multi-row statements.
 
@@ -615,27 +580,29 @@ class SQLAlchemyMetadataStore:
         arrays on PostgreSQL): the database's rules then see each batch at once, which on
         PostgreSQL (statement triggers) is what makes bulk writes set-wise."""
         for start in range(0, len(rows), BULK_ROWS):
-            chunk = rows[start : start + BULK_ROWS]
-            if self.dialect == "postgresql":
-                params: dict[str, Any] = {
-                    "ids": [row["path_id"] for row in chunk],
-                    "keys": [row["key"] for row in chunk],
-                    "values": [_json_text(row["value"]) for row in chunk],
-                }
-            else:
-                params = {
-                    "rows": _json_text(
-                        [[row["path_id"], row["key"], _json_text(row["value"])] for row in chunk]
-                    )
-                }
-            conn.exec_driver_sql(self._bulk_upsert, params)
+            conn.exec_driver_sql(
+                self._bulk_upsert, self._upsert_params(rows[start : start + BULK_ROWS])
+            )
 
     def write_metadata_driver(self, cursor: Any, rows: builtins.list[tuple[str, str, Any]]) -> None:
-        """Upsert ``(path_id, key, value)`` rows on a driver cursor of ``self.database``."""
-        cursor.executemany(
-            self._driver_upsert,
-            [{"path_id": p, "key": k, "value": _json_text(v)} for p, k, v in rows],
+        """The same upsert on a driver cursor of ``self.database`` (one statement)."""
+        cursor.execute(
+            self._bulk_upsert,
+            self._upsert_params([{"path_id": p, "key": k, "value": v} for p, k, v in rows]),
         )
+
+    def _upsert_params(self, rows: builtins.list[dict[str, Any]]) -> dict[str, Any]:
+        if self.dialect == "postgresql":
+            return {
+                "ids": [row["path_id"] for row in rows],
+                "keys": [row["key"] for row in rows],
+                "values": [json_text(row["value"]) for row in rows],
+            }
+        return {
+            "rows": json_text(
+                [[row["path_id"], row["key"], json_text(row["value"])] for row in rows]
+            )
+        }
 
     def is_referenced(
         self, conn: Connection, refs: builtins.list[str], besides: builtins.list[str]

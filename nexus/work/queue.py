@@ -350,7 +350,7 @@ class WorkQueue:
             self._check_batch_acyclic(new, path_ids)
             self._write_new_items(conn, new, path_ids, blank, now)
         results: dict[str, WorkItem] = {
-            path: self._new_item(spec, path_ids[path], now) for path, spec in new.items()
+            path: self._new_item(spec, path_ids[path]) for path, spec in new.items()
         }
         wanted = [
             known_keys.get(s["idempotency_key"], s["path"])
@@ -529,7 +529,7 @@ class WorkQueue:
             )
         return params
 
-    def _new_item(self, spec: dict[str, Any], path_id: str, now: datetime) -> WorkItem:
+    def _new_item(self, spec: dict[str, Any], path_id: str) -> WorkItem:
         run_after = spec["run_after"]
         return {
             "path_id": path_id,
@@ -668,10 +668,6 @@ class WorkQueue:
             key=lambda i: (i["priority"] is None, i["priority"] or 0, i["created_at"], i["path_id"])
         )
         return items
-
-    def _seconds_between(self, start: Any, end: datetime) -> float | None:
-        moment = self.db.read_timestamp(start)
-        return None if moment is None else (end - moment).total_seconds()
 
     def _claimed(self, row: Any, worker_id: str, now: datetime) -> WorkItem:
         read = self.db.read_timestamp
