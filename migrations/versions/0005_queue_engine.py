@@ -474,34 +474,6 @@ PG_TYPED_FUNCTIONS = [
     LANGUAGE sql IMMUTABLE AS $$
         SELECT CASE WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}' END
     $$""",
-    r"""CREATE FUNCTION nexus_parse_ts(s text) RETURNS timestamptz
-    LANGUAGE plpgsql STABLE AS $$
-    DECLARE
-        y integer;
-        m integer;
-        d integer;
-        parsed timestamptz;
-    BEGIN
-        -- Exactly the forms SQLite's date functions read, so both databases project alike;
-        -- anything else (and impossible dates) is NULL rather than an error in a trigger.
-        IF s IS NULL OR s !~ '^\d{4}-\d{2}-\d{2}([ T]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$' THEN
-            RETURN NULL;
-        END IF;
-        y := substr(s, 1, 4)::integer;
-        m := substr(s, 6, 2)::integer;
-        d := substr(s, 9, 2)::integer;
-        IF y < 1 OR m < 1 OR m > 12 OR d < 1
-           OR d > extract(day FROM make_date(y, m, 1) + interval '1 month - 1 day') THEN
-            RETURN NULL;
-        END IF;
-        IF s ~ '([Zz]|[+-]\d{2}:\d{2})$' THEN
-            parsed := s::timestamptz;
-        ELSE
-            -- Naive timestamps are UTC, as on SQLite.
-            parsed := s::timestamp AT TIME ZONE 'UTC';
-        END IF;
-        RETURN date_trunc('milliseconds', parsed);
-    END $$""",
     """CREATE FUNCTION nexus_ts_of(v jsonb) RETURNS timestamptz
     LANGUAGE sql STABLE AS $$
         SELECT CASE WHEN jsonb_typeof(v) = 'string' THEN nexus_parse_ts(v #>> '{}') END
@@ -1019,8 +991,8 @@ OLD_PG_FUNCTIONS = [
     "nexus_rebuild_work_item(text)",
     "nexus_lock_refs(text[])",
     "nexus_unresolved_count(text)",
-    "nexus_parse_ts(text)",
 ]
+# nexus_parse_ts of 0002 stays: the timestamp rule is unchanged, so it is not written twice.
 NEW_COLUMNS = ("lease_seconds", "last_error", "finished_at")
 
 
