@@ -5,12 +5,18 @@ SQLite connections run in WAL mode with ``busy_timeout``, ``synchronous=NORMAL``
 transaction handling is switched off so that SQLAlchemy's ``begin`` emits ``BEGIN`` for reads
 and ``BEGIN IMMEDIATE`` for writes (engines created with ``execution_options(nexus_write=True)``):
 a write transaction takes the write lock up front instead of failing to upgrade later.
+
+Switching a file to WAL can fail with "database is locked" *without* waiting for the busy
+timeout while other processes open the same fresh file, so the switch is retried until the
+timeout instead.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +71,27 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _on_sqlite_begin(connection: sa.Connection) -> None:
