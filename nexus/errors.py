@@ -78,6 +78,32 @@ class MigrationError(NexusDatabaseError):
     """The schema could not be brought to (or is newer than) this version of nexus."""
 
 
+class ReadOnlyDatabaseError(NexusDatabaseError):
+    """A write reached a database opened read-only (a SQLite ``mode=ro`` or ``immutable=1``
+    URI, a file the process cannot write, a PostgreSQL session with
+    ``default_transaction_read_only``). ``url`` names the database (password hidden)."""
+
+    def __init__(self, url: str, detail: str | None = None) -> None:
+        message = f"database is read-only: {url}"
+        super().__init__(f"{message} ({detail})" if detail else message)
+        self.url = url
+
+
+class ReadOnlyMigrationError(MigrationError, ReadOnlyDatabaseError):
+    """The schema of a read-only database is not at this nexus's head, and cannot be
+    migrated there (open it writable once to migrate it)."""
+
+    def __init__(self, url: str, current: str | None, head: str) -> None:
+        ReadOnlyDatabaseError.__init__(
+            self,
+            url,
+            f"its schema is at revision {current or 'none'}, this nexus needs {head};"
+            " open it writable once to migrate it",
+        )
+        self.current = current
+        self.head = head
+
+
 class WorkItemNotFoundError(NexusError, LookupError):
     """The path exists but is not a work item in the state the call needs."""
 

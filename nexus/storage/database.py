@@ -8,7 +8,8 @@ setting of :mod:`nexus.storage.engine` applies) and then detached from its pool.
 :meth:`Database.transaction` runs a function in one write transaction — SQLite
 ``BEGIN IMMEDIATE`` (the write lock up front), PostgreSQL the driver's implicit transaction —
 retries it on PostgreSQL deadlocks and serialisation failures, and turns every driver error
-into a :class:`~nexus.errors.NexusDatabaseError`. A connection that broke (a terminated
+into a :class:`~nexus.errors.NexusDatabaseError` (a write to a read-only database: its subclass
+:class:`~nexus.errors.ReadOnlyDatabaseError`). A connection that broke (a terminated
 backend, a restarted server) is thrown away, so the next call opens a new one.
 """
 
@@ -28,7 +29,8 @@ import psycopg
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
-from nexus.errors import NexusDatabaseError, NexusError
+from nexus.errors import NexusDatabaseError, NexusError, ReadOnlyDatabaseError
+from nexus.storage.engine import display_url, is_read_only_error
 from nexus.storage.types import parse_timestamp, sqlite_timestamp, to_utc, truncate_to_ms
 
 T = TypeVar("T")
@@ -122,10 +124,15 @@ class Database:
                 if exc.sqlstate in RETRYABLE_SQLSTATES and attempt + 1 < WRITE_ATTEMPTS:
                     time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
                     continue
-                raise NexusDatabaseError(f"database write failed: {exc}") from exc
+                raise self._database_error(exc) from exc
             except sqlite3.Error as exc:
-                raise NexusDatabaseError(f"database write failed: {exc}") from exc
+                raise self._database_error(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _database_error(self, exc: Exception) -> NexusDatabaseError:
+        if is_read_only_error(exc):
+            return ReadOnlyDatabaseError(display_url(self.engine.url), str(exc).strip())
+        return NexusDatabaseError(f"database write failed: {exc}")
 
     def _run(self, conn: Any, work: Callable[[Any], T], write: bool) -> T:
         cursor = conn.cursor()

@@ -9,6 +9,12 @@ a write transaction takes the write lock up front instead of failing to upgrade 
 Switching a file to WAL can fail with "database is locked" *without* waiting for the busy
 timeout while other processes open the same fresh file, so the switch is retried until the
 timeout instead.
+
+Read-only databases (a SQLite ``mode=ro`` or ``immutable=1`` URI, a file the process cannot
+write, a PostgreSQL session with ``default_transaction_read_only``) open for reads: the switch
+to WAL is skipped when it would be a write, and a write that reaches the database is raised as
+:class:`~nexus.errors.ReadOnlyDatabaseError` (a ``handle_error`` listener here for the
+SQLAlchemy path; :mod:`nexus.storage.database` uses :func:`is_read_only_error` for its own).
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
-from nexus.errors import NexusConfigError
+from nexus.errors import NexusConfigError, ReadOnlyDatabaseError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: SQLite's primary result code for a write to a read-only database (SQLITE_READONLY).
+SQLITE_READONLY = 8
+#: PostgreSQL's SQLSTATE for a write in a read-only transaction (read_only_sql_transaction).
+PG_READ_ONLY_SQLSTATE = "25006"
 
 
 def json_text(value: Any) -> str:
@@ -38,7 +48,8 @@ def resolve_database_url(target: str | os.PathLike[str]) -> str:
     """Turn a SQLite file path or a database URL into a SQLAlchemy URL.
 
     ``postgresql://`` and ``postgres://`` select the psycopg 3 driver. The parent directory
-    of a SQLite file is created if missing.
+    of a SQLite file is created if missing, except for a SQLite URI filename
+    (``sqlite:///file:/path?mode=ro&uri=true``), which names a file that must exist.
     """
     text = os.fspath(target)
     if not text:
@@ -61,9 +72,39 @@ def resolve_database_url(target: str | os.PathLike[str]) -> str:
             f"unsupported database {url.get_backend_name()!r}: use SQLite or PostgreSQL",
             value=target,
         )
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+    if (
+        url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+        and not _is_sqlite_uri(url)
+    ):
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return url.render_as_string(hide_password=False)
+
+
+def _is_sqlite_uri(url: sa.engine.URL) -> bool:
+    """Whether the driver reads the database name as a ``file:`` URI (``uri=true``)."""
+    flag = url.query.get("uri", "")
+    text = flag if isinstance(flag, str) else flag[-1]
+    return text.lower() in ("1", "true", "yes", "on")
+
+
+def is_read_only_error(exc: BaseException) -> bool:
+    """Whether a driver error says the database (or the transaction) is read-only."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+        if code is not None:
+            return bool(code & 0xFF == SQLITE_READONLY)
+        return "readonly database" in str(exc)
+    return getattr(exc, "sqlstate", None) == PG_READ_ONLY_SQLSTATE
+
+
+def display_url(url: str | sa.engine.URL) -> str:
+    """The database as messages name it: a SQLite file's path (or ``file:`` URI) as given,
+    any other URL with its password hidden."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return parsed.database
+    return parsed.render_as_string(hide_password=True)
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -86,6 +127,9 @@ def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
             cursor.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
+            if is_read_only_error(exc):
+                # A read-only database keeps its journal mode; reads work in any of them.
+                return
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
             if time.monotonic() >= deadline:
@@ -99,6 +143,14 @@ def _on_sqlite_begin(connection: sa.Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _translate_read_only(context: sa.engine.ExceptionContext) -> BaseException | None:
+    if not is_read_only_error(context.original_exception):
+        return None
+    engine = context.engine
+    where = display_url(engine.url) if engine is not None else "(unknown database)"
+    return ReadOnlyDatabaseError(where, str(context.original_exception).strip())
+
+
 def create_engine(url: str, **options: Any) -> Engine:
     """Create an engine for a URL produced by :func:`resolve_database_url`."""
     parsed = sa.engine.make_url(url)
@@ -110,9 +162,12 @@ def create_engine(url: str, **options: Any) -> Engine:
         engine = sa.create_engine(url, **options)
         sa.event.listen(engine, "connect", _on_sqlite_connect)
         sa.event.listen(engine, "begin", _on_sqlite_begin)
-        return engine
-    options.setdefault("pool_pre_ping", True)
-    try:
-        return sa.create_engine(url, **options)
-    except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError) as exc:
-        raise NexusConfigError(f"cannot use database URL {parsed!r}: {exc}", value=url) from exc
+    else:
+        options.setdefault("pool_pre_ping", True)
+        try:
+            engine = sa.create_engine(url, **options)
+        except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError) as exc:
+            raise NexusConfigError(f"cannot use database URL {parsed!r}: {exc}", value=url) from exc
+    # Raised instead of the DBAPIError, so store writes (which wrap DBAPIErrors) pass it on.
+    sa.event.listen(engine, "handle_error", _translate_read_only, retval=True)
+    return engine

@@ -7,6 +7,14 @@ an ``alembic.ini`` being present.
 Several processes opening the same fresh database at once all succeed: the migration runs in
 one transaction that first takes a lock (PostgreSQL: ``pg_advisory_xact_lock``; SQLite:
 ``BEGIN IMMEDIATE``), and Alembic reads the current revision only after the lock is held.
+Revisions run in that one transaction, so a revision that fails half way leaves the database
+at the revision it started from (DDL is transactional on both databases).
+
+A read-only database already at head opens without a write; one below head raises
+:class:`~nexus.errors.ReadOnlyMigrationError` (nothing can be migrated).
+
+``script_location`` (every function taking it) points at another directory of revisions: the
+tests use it to run a deliberately failing revision; nexus itself always uses the packaged ones.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from nexus.errors import MigrationError
+from nexus.errors import MigrationError, ReadOnlyDatabaseError, ReadOnlyMigrationError
+from nexus.storage.engine import display_url
 
 DEFAULT_ALEMBIC_DB = "nexus-data/metadata.db"
 MIGRATION_LOCK_KEY = 7_400_000
@@ -33,17 +42,28 @@ def migrations_directory() -> Path:
     return Path(str(resources.files("nexus.migrations")))
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+ScriptLocation = str | Path | None
+
+
+def alembic_config(
+    connection: Connection | None = None, *, script_location: ScriptLocation = None
+) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(migrations_directory()))
+    location = migrations_directory() if script_location is None else script_location
+    config.set_main_option("script_location", str(location))
     if connection is not None:
         config.attributes["connection"] = connection
     return config
 
 
-@functools.lru_cache(maxsize=1)
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revision(script_location: ScriptLocation = None) -> str:
+    return _head_revision(None if script_location is None else str(script_location))
+
+
+@functools.lru_cache(maxsize=8)
+def _head_revision(script_location: str | None) -> str:
+    config = alembic_config(script_location=script_location)
+    head = ScriptDirectory.from_config(config).get_current_head()
     if head is None:  # pragma: no cover - the package always ships revisions
         raise MigrationError("no migrations found")
     return head
@@ -68,29 +88,41 @@ def migration_transaction(connection: Connection) -> Iterator[Connection]:
         yield connection
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(
+    engine: Engine, revision: str = "head", *, script_location: ScriptLocation = None
+) -> None:
     """Bring the database to ``revision`` (default: head). Cheap when already there."""
     if revision == "head":
         try:
-            if current_revision(engine) == head_revision():
+            if current_revision(engine) == head_revision(script_location):
                 return
         except sa.exc.DBAPIError:
             # E.g. SQLite "database is locked" while another process creates the file: the
             # locked path below reads the revision again once it holds the lock, and fails
             # with a MigrationError of its own if the database really cannot be read.
             pass
-    _run(engine, lambda config: command.upgrade(config, revision))
+    _run(engine, lambda config: command.upgrade(config, revision), script_location)
 
 
-def downgrade(engine: Engine, revision: str) -> None:
+def downgrade(engine: Engine, revision: str, *, script_location: ScriptLocation = None) -> None:
     """Take the database down to ``revision`` (``"base"`` removes every nexus object)."""
-    _run(engine, lambda config: command.downgrade(config, revision))
+    _run(engine, lambda config: command.downgrade(config, revision), script_location)
 
 
-def _run(engine: Engine, action: Callable[[Config], object]) -> None:
+def _run(
+    engine: Engine, action: Callable[[Config], object], script_location: ScriptLocation
+) -> None:
     try:
         with engine.connect() as conn, migration_transaction(conn):
-            action(alembic_config(conn))
+            action(alembic_config(conn, script_location=script_location))
+    except ReadOnlyDatabaseError as exc:
+        try:
+            current = current_revision(engine)
+        except (sa.exc.DBAPIError, ReadOnlyDatabaseError):
+            current = None
+        raise ReadOnlyMigrationError(
+            display_url(engine.url), current, head_revision(script_location)
+        ) from exc
     except sa.exc.DBAPIError as exc:
         raise MigrationError(f"migration failed: {exc}") from exc
     except Exception as exc:
