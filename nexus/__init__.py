@@ -12,6 +12,8 @@ from nexus.errors import (
     NexusDatabaseError,
     NexusError,
     NexusFileNotFoundError,
+    ReadOnlyDatabaseError,
+    ReadOnlyMigrationError,
     WorkItemNotFoundError,
 )
 
@@ -29,6 +31,8 @@ __all__ = [
     "NexusError",
     "NexusFS",
     "NexusFileNotFoundError",
+    "ReadOnlyDatabaseError",
+    "ReadOnlyMigrationError",
     "WorkItemNotFoundError",
     "__version__",
     "connect",

@@ -31,7 +31,12 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from nexus.errors import MigrationError, ReadOnlyDatabaseError, ReadOnlyMigrationError
+from nexus.errors import (
+    MigrationError,
+    NexusError,
+    ReadOnlyDatabaseError,
+    ReadOnlyMigrationError,
+)
 from nexus.storage.engine import display_url
 
 DEFAULT_ALEMBIC_DB = "nexus-data/metadata.db"
@@ -125,7 +130,9 @@ def _run(
         ) from exc
     except sa.exc.DBAPIError as exc:
         raise MigrationError(f"migration failed: {exc}") from exc
-    except Exception as exc:
-        if exc.__class__.__module__.startswith("alembic"):
-            raise MigrationError(f"migration failed: {exc}") from exc
+    except NexusError:
         raise
+    except Exception as exc:
+        # Alembic's own errors and whatever a revision raises: the transaction has been
+        # rolled back, so the database is still at the revision it started from.
+        raise MigrationError(f"migration failed: {exc}") from exc

@@ -18,6 +18,8 @@ from nexus.errors import (
     NexusDatabaseError,
     NexusError,
     NexusFileNotFoundError,
+    ReadOnlyDatabaseError,
+    ReadOnlyMigrationError,
     WorkItemNotFoundError,
 )
 
@@ -34,6 +36,9 @@ from nexus.errors import (
         (WorkItemNotFoundError, LookupError),
         (NexusDatabaseError, NexusError),
         (MigrationError, NexusDatabaseError),
+        (ReadOnlyDatabaseError, NexusDatabaseError),
+        (ReadOnlyMigrationError, MigrationError),
+        (ReadOnlyMigrationError, ReadOnlyDatabaseError),
         (LeaseLostError, NexusError),
     ],
 )
@@ -55,6 +60,8 @@ def test_every_error_is_exported_from_the_package() -> None:
         NexusFileNotFoundError,
         NexusDatabaseError,
         MigrationError,
+        ReadOnlyDatabaseError,
+        ReadOnlyMigrationError,
         WorkItemNotFoundError,
         LeaseLostError,
     ):
