@@ -4,6 +4,7 @@ from nexus.connect import NexusFS, connect
 from nexus.errors import (
     DependencyCycleError,
     InvalidArgumentError,
+    InvalidCursorError,
     InvalidMetadataError,
     InvalidPathError,
     LeaseLostError,
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DependencyCycleError",
     "InvalidArgumentError",
+    "InvalidCursorError",
     "InvalidMetadataError",
     "InvalidPathError",
     "LeaseLostError",

@@ -119,3 +119,12 @@ class LeaseLostError(NexusError):
         super().__init__(f"lease {lease_token!r} on {path!r} is no longer held")
         self.path = path
         self.lease_token = lease_token
+
+
+class InvalidCursorError(InvalidArgumentError):
+    """A paging cursor is not one this view returned: garbage, a cursor of another view, or
+    values of the wrong types. ``cursor`` is the value given."""
+
+    def __init__(self, cursor: Any, reason: str) -> None:
+        super().__init__("cursor", cursor, reason)
+        self.cursor = cursor

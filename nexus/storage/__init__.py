@@ -5,5 +5,6 @@ layers are built on this one (``nexus.work.WorkQueue`` holds a store).
 """
 
 from nexus.storage.metadata_store import FileRecord, SQLAlchemyMetadataStore
+from nexus.storage.paging import WorkPage
 
-__all__ = ["FileRecord", "SQLAlchemyMetadataStore"]
+__all__ = ["FileRecord", "SQLAlchemyMetadataStore", "WorkPage"]

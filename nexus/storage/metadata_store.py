@@ -35,6 +35,15 @@ from nexus.errors import (
 from nexus.storage import migrate
 from nexus.storage.database import RETRYABLE_SQLSTATES, WRITE_ATTEMPTS, Database
 from nexus.storage.engine import create_engine, json_text, resolve_database_url
+from nexus.storage.paging import (
+    VIEW_ORDERS,
+    Branch,
+    WorkPage,
+    after_branches,
+    decode_cursor,
+    encode_cursor,
+    validate_tags_filter,
+)
 from nexus.storage.schema import (
     blocked_work_items,
     file_metadata,
@@ -43,12 +52,15 @@ from nexus.storage.schema import (
     path_metadata,
     pending_work_items,
     ready_work_items,
+    starts_with,
     tenant_of_path_is,
     work_by_priority,
     work_dependencies,
+    work_items,
 )
 from nexus.storage.types import new_path_id, utcnow
 from nexus.storage.validation import (
+    MAX_LIMIT,
     dependency_refs,
     is_path_id,
     is_text,
@@ -62,6 +74,8 @@ from nexus.storage.validation import (
 )
 
 T = TypeVar("T")
+
+__all__ = ["FileRecord", "SQLAlchemyMetadataStore", "WorkPage"]
 
 #: SQLite allows 32766 bound parameters per statement; IN-lists stay far below that.
 CHUNK = 500
@@ -264,6 +278,7 @@ class SQLAlchemyMetadataStore:
                 " SET value = excluded.value, updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now')"
             )
         self._view_stmts: dict[tuple[str, bool], sa.Select[Any]] = {}
+        self._views: dict[str, sa.Table] = {}
         for view in (
             ready_work_items,
             pending_work_items,
@@ -277,6 +292,7 @@ class SQLAlchemyMetadataStore:
             # filter from its statistics (through an expression it guessed 0.5 % of rows and
             # sorted every row instead).
             base = sa.select(view).where(view.c.tenant_id == sa.bindparam("tenant"))
+            self._views[view.name] = view
             self._view_stmts[(view.name, False)] = base
             self._view_stmts[(view.name, True)] = base.limit(
                 sa.bindparam("limit", type_=sa.Integer)
@@ -693,7 +709,7 @@ class SQLAlchemyMetadataStore:
             .where(
                 file_paths.c.tenant_id == self.tenant_id,
                 file_paths.c.deleted_at.is_(None),
-                sa.func.substr(path, 1, len(prefix)) == prefix,
+                starts_with(path, prefix),
             )
             .order_by(order)
         )
@@ -784,35 +800,213 @@ class SQLAlchemyMetadataStore:
 
     # ------------------------------------------------------------------ work views
 
-    def _view(self, name: str, limit: int | None) -> builtins.list[dict[str, Any]]:
+    def _view(
+        self,
+        name: str,
+        limit: int | None,
+        tags: Iterable[str] | None,
+        path_prefix: str | None,
+        after: str | None,
+    ) -> builtins.list[dict[str, Any]]:
         limit = validate_limit(limit)
-        stmt = self._view_stmts[(name, limit is not None)]
-        with self._reading() as conn:
-            params: dict[str, Any] = {"tenant": self.tenant_id}
+        return self._read_view(name, limit, tags, path_prefix, after)
+
+    def _page(
+        self,
+        name: str,
+        limit: int,
+        tags: Iterable[str] | None,
+        path_prefix: str | None,
+        after: str | None,
+    ) -> WorkPage:
+        if validate_limit(limit) == 0 or limit is None:
+            raise InvalidArgumentError("limit", limit, "a page holds at least one row")
+        size = min(limit, MAX_LIMIT - 1)
+        # One row more than the page: whether a next page exists, without another query.
+        rows = self._read_view(name, size + 1, tags, path_prefix, after)
+        if len(rows) <= size:
+            return WorkPage(rows, None)
+        del rows[size:]
+        return WorkPage(rows, encode_cursor(name, rows[-1]))
+
+    def _read_view(
+        self,
+        name: str,
+        limit: int | None,
+        tags: Iterable[str] | None,
+        path_prefix: str | None,
+        after: str | None,
+    ) -> builtins.list[dict[str, Any]]:
+        """The view's rows of this tenant, filtered, after the cursor, in the view's order.
+
+        Everything is validated before the first statement. Without filters or cursor the
+        prepared statement serves; otherwise each keyset branch is one statement, read in
+        order until ``limit`` rows are found, in one read transaction."""
+        tag_list = validate_tags_filter(tags)
+        prefix = None if path_prefix is None else validate_prefix(path_prefix)
+        view = self._views[name]
+        _tag, keys = VIEW_ORDERS[name]
+        cursor_values = None if after is None else decode_cursor(name, after)
+        params: dict[str, Any] = {"tenant": self.tenant_id}
+        if tag_list is None and prefix is None and cursor_values is None:
+            stmt = self._view_stmts[(name, limit is not None)]
             if limit is not None:
                 params["limit"] = limit
-            result = conn.execute(stmt, params)
-            return [dict(row) for row in result.mappings()]
+            with self._reading() as conn:
+                return [dict(row) for row in conn.execute(stmt, params).mappings()]
+        base = self._view_stmts[(name, False)]
+        if tag_list is not None:
+            base = base.where(self._has_any_tag(view, tag_list))
+        if prefix is not None:
+            base = base.where(starts_with(view.c.virtual_path, prefix))
+        if cursor_values is None:
+            branches = [Branch([], [])]
+        else:
+            branches = after_branches(view, keys, cursor_values, self.dialect)
+        rows: builtins.list[dict[str, Any]] = []
+        seen: set[str] = set()
+        with self._reading() as conn, conn.begin():
+            for branch in branches:
+                stmt = base.where(*branch.where)
+                if branch.order_by:
+                    stmt = stmt.order_by(*branch.order_by)
+                if limit is not None:
+                    stmt = stmt.limit(limit - len(rows))
+                for row in conn.execute(stmt, params).mappings():
+                    # A row whose order key changed between two branches' statements.
+                    if row["path_id"] not in seen:
+                        seen.add(row["path_id"])
+                        rows.append(dict(row))
+                if limit is not None and len(rows) >= limit:
+                    break
+        return rows
 
-    def get_ready_work(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:
-        """Status ``ready``, every dependency completed, ``run_after`` reached; by priority."""
-        return self._view("ready_work_items", limit)
+    def _has_any_tag(self, view: sa.Table, tags: builtins.list[str]) -> sa.ColumnElement[bool]:
+        """The view row's work item has one of ``tags`` (looked up by primary key)."""
+        item = work_items.alias("tagged")
+        if self.dialect == "postgresql":
+            match = item.c.tags.op("?|")(sa.bindparam(None, tags, type_=postgresql.ARRAY(sa.Text)))
+            return sa.exists().where(item.c.path_id == view.c.path_id, match)
+        each = sa.func.json_each(item.c.tags).table_valued("value").alias("tag")
+        return sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(item.join(each, sa.true()))
+            .where(item.c.path_id == view.c.path_id, each.c.value.in_(tags))
+        )
 
-    def get_pending_work(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:
-        """Status ``pending``, by priority."""
-        return self._view("pending_work_items", limit)
+    def get_ready_work(
+        self,
+        limit: int | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+        after: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """Status ``ready``, every dependency completed, ``run_after`` reached; by priority.
 
-    def get_blocked_work(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:
+        ``tags``: keep items having any of them; ``path_prefix``: a literal prefix of
+        ``virtual_path``; ``after``: a cursor from :meth:`page_ready_work`."""
+        return self._view("ready_work_items", limit, tags, path_prefix, after)
+
+    def get_pending_work(
+        self,
+        limit: int | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+        after: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """Status ``pending``, by priority (filters and ``after`` as for get_ready_work)."""
+        return self._view("pending_work_items", limit, tags, path_prefix, after)
+
+    def get_blocked_work(
+        self,
+        limit: int | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+        after: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
         """Ready/pending/blocked with unresolved dependencies; most blockers first."""
-        return self._view("blocked_work_items", limit)
+        return self._view("blocked_work_items", limit, tags, path_prefix, after)
 
-    def get_work_by_priority(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:
+    def get_work_by_priority(
+        self,
+        limit: int | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+        after: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
         """Every path with a status, by priority, with its tags."""
-        return self._view("work_by_priority", limit)
+        return self._view("work_by_priority", limit, tags, path_prefix, after)
 
-    def get_in_progress_work(self, limit: int | None = None) -> builtins.list[dict[str, Any]]:
+    def get_in_progress_work(
+        self,
+        limit: int | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+        after: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
         """Status ``in_progress`` with worker_id and started_at; newest start first."""
-        return self._view("in_progress_work", limit)
+        return self._view("in_progress_work", limit, tags, path_prefix, after)
+
+    def page_ready_work(
+        self,
+        limit: int = 100,
+        *,
+        tags: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+        after: str | None = None,
+    ) -> WorkPage:
+        """At most ``limit`` rows of get_ready_work and the cursor of the next page (None
+        when no row follows)."""
+        return self._page("ready_work_items", limit, tags, path_prefix, after)
+
+    def page_pending_work(
+        self,
+        limit: int = 100,
+        *,
+        tags: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+        after: str | None = None,
+    ) -> WorkPage:
+        """A page of get_pending_work (see page_ready_work)."""
+        return self._page("pending_work_items", limit, tags, path_prefix, after)
+
+    def page_blocked_work(
+        self,
+        limit: int = 100,
+        *,
+        tags: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+        after: str | None = None,
+    ) -> WorkPage:
+        """A page of get_blocked_work (see page_ready_work)."""
+        return self._page("blocked_work_items", limit, tags, path_prefix, after)
+
+    def page_work_by_priority(
+        self,
+        limit: int = 100,
+        *,
+        tags: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+        after: str | None = None,
+    ) -> WorkPage:
+        """A page of get_work_by_priority (see page_ready_work)."""
+        return self._page("work_by_priority", limit, tags, path_prefix, after)
+
+    def page_in_progress_work(
+        self,
+        limit: int = 100,
+        *,
+        tags: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+        after: str | None = None,
+    ) -> WorkPage:
+        """A page of get_in_progress_work (see page_ready_work)."""
+        return self._page("in_progress_work", limit, tags, path_prefix, after)
 
     # ------------------------------------------------------------------ lifecycle
 

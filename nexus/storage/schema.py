@@ -182,3 +182,9 @@ def tenant_of_path_is(tenant_id: str) -> sa.ColumnElement[bool]:
     tenant instead.
     """
     return sa.func.coalesce(file_paths.c.tenant_id, "") == tenant_id
+
+
+def starts_with(column: sa.ColumnElement[str], prefix: str) -> sa.ColumnElement[bool]:
+    """``column`` begins with ``prefix``, literally: no LIKE, so ``%`` and ``_`` match
+    themselves (``substr`` counts characters on both databases)."""
+    return sa.func.substr(column, 1, len(prefix)) == prefix
