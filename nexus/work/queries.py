@@ -461,6 +461,23 @@ EDGES = Query(
     ORDER BY depends_on_ref""",
 )
 
+DEPENDENTS = Query(
+    "dependents",
+    "The live paths whose depends_on names a path, by its virtual path or its path_id.",
+    """SELECT p.path_id, p.virtual_path, w.status
+    FROM work_dependencies d
+    JOIN file_paths p ON p.path_id = d.path_id AND p.deleted_at IS NULL
+    LEFT JOIN work_items w ON w.path_id = d.path_id
+    WHERE d.depends_on_ref IN (:path, :path_id) AND d.tenant_id = :tenant
+    ORDER BY p.virtual_path""",
+    """SELECT p.path_id, p.virtual_path, w.status
+    FROM work_dependencies d
+    JOIN file_paths p ON p.path_id = d.path_id AND p.deleted_at IS NULL
+    LEFT JOIN work_items w ON w.path_id = d.path_id
+    WHERE d.depends_on_ref IN (%(path)s, %(path_id)s) AND d.tenant_id = %(tenant)s
+    ORDER BY p.virtual_path""",
+)
+
 TARGET_BY_ID = Query(
     "target_by_id",
     "A dependency target by path_id, with its work status (NULL if none).",
@@ -518,6 +535,7 @@ QUERIES: dict[str, Query] = {
         *(claim_query(prefix, tags) for prefix in (False, True) for tags in (False, True)),
         COMPLETE,
         PROMOTED,
+        DEPENDENTS,
         RECORD,
         RECORD_CLAIMS,
         RECORD_COMPLETIONS,

@@ -66,6 +66,7 @@ from nexus.work.queries import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
     DEFERRED,
+    DEPENDENTS,
     EDGES,
     EXTEND_LEASE,
     HISTORY,
@@ -1009,8 +1010,8 @@ class WorkQueue:
                 for path_id, holder in frontier:
                     cur.execute(self._sql(EDGES), {"path_id": path_id})
                     for (dep_ref,) in cur.fetchall():
-                        entry = self._blocker(cur, dep_ref)
-                        if entry is None:
+                        entry = self._dependency(cur, dep_ref)
+                        if entry["why"] is None:
                             continue
                         entry.update(depth=depth, blocks=holder)
                         chain.append(entry)
@@ -1022,7 +1023,8 @@ class WorkQueue:
 
         return self.db.transaction(work, write=False)
 
-    def _blocker(self, cur: Any, dep_ref: str) -> dict[str, Any] | None:
+    def _dependency(self, cur: Any, dep_ref: str) -> dict[str, Any]:
+        """One dependency target: ``why`` is None when it is resolved (completed)."""
         query = TARGET_BY_ID if is_path_id(dep_ref) else TARGET_BY_PATH
         cur.execute(self._sql(query), {"ref": dep_ref, "tenant": self.tenant_id})
         target = cur.fetchone()
@@ -1032,9 +1034,55 @@ class WorkQueue:
         if deleted_at is not None:
             return {"path": virtual_path, "path_id": path_id, "status": None, "why": "deleted"}
         if status == "completed":
-            return None
-        why = "has no status" if status is None else f"status is {status}, needs completed"
+            why = None
+        elif status is None:
+            why = "has no status"
+        else:
+            why = f"status is {status}, needs completed"
         return {"path": virtual_path, "path_id": path_id, "status": status, "why": why}
+
+    def get_dependencies(self, path: str) -> list[dict[str, Any]]:
+        """Every direct dependency of ``path``, resolved or not, ordered by reference.
+
+        Each entry: ``path`` (the target's virtual path; the reference as written if no such
+        path exists), ``path_id`` (None if missing), ``status`` (None if missing, deleted or
+        not a work item) and ``why`` (None when resolved, else as in :meth:`explain_blocked`).
+        """
+        ref = validate_path_or_id(path)
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            path_id = self._path_id(cur, ref)
+            if path_id is None:
+                raise NexusFileNotFoundError(ref)
+            cur.execute(self._sql(EDGES), {"path_id": path_id})
+            return [self._dependency(cur, dep_ref) for (dep_ref,) in cur.fetchall()]
+
+        return self.db.transaction(work, write=False)
+
+    def get_dependents(self, path: str) -> list[dict[str, Any]]:
+        """The live paths whose ``depends_on`` names ``path`` (by virtual path or path_id),
+        ordered by virtual path: ``path``, ``path_id`` and ``status`` (None if not a work
+        item)."""
+        ref = validate_path_or_id(path)
+
+        def work(cur: Any) -> list[dict[str, Any]]:
+            path_id = self._path_id(cur, ref)
+            if path_id is None:
+                raise NexusFileNotFoundError(ref)
+            virtual_path = ref
+            if is_path_id(ref):
+                cur.execute(self._sql(TARGET_BY_ID), {"ref": ref, "tenant": self.tenant_id})
+                virtual_path = cur.fetchone()[1]
+            cur.execute(
+                self._sql(DEPENDENTS),
+                {"tenant": self.tenant_id, "path": virtual_path, "path_id": path_id},
+            )
+            return [
+                {"path": dependent_path, "path_id": dependent_id, "status": status}
+                for dependent_id, dependent_path, status in cur.fetchall()
+            ]
+
+        return self.db.transaction(work, write=False)
 
     def get_work_history(self, path: str) -> list[dict[str, Any]]:
         """Every recorded transition of the item, oldest first."""

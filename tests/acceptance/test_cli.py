@@ -1,10 +1,13 @@
-"""The ``nexus`` command, through click's CliRunner: ``demo`` builds a graph and prints the
-five views, ``show`` prints views of an existing database, ``migrate``/``downgrade`` move the
-schema (on SQLite and PostgreSQL), a NexusError becomes a one-line message and exit code 1,
-and every command is documented in docs/cli.md."""
+"""The ``nexus`` command as a whole, through click's CliRunner: every command has help text,
+a ``--db`` option (leaf commands) and an entry in docs/cli.md (the click tree is walked, so a
+new command without docs fails); ``demo`` builds a graph and prints the five views;
+``db upgrade|downgrade|current|check`` move and report the schema on SQLite and PostgreSQL;
+the database comes from ``--db``, else ``NEXUS_DATABASE_URL``, else ./nexus-data; a NexusError
+is one line on stderr with exit code 1 and no traceback; usage errors exit 2."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -22,12 +25,79 @@ from nexus.storage.schema import VIEW_NAMES
 from nexus.work import WorkQueue
 
 ROOT = Path(__file__).resolve().parents[2]
+DOC = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.delenv("NEXUS_DATABASE_URL", raising=False)
     return CliRunner()
+
+
+def walk(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every command path under ``group``: ("db",), ("db", "upgrade"), ..."""
+    for name, command in group.commands.items():
+        path = (*prefix, name)
+        yield path
+        if isinstance(command, click.Group):
+            yield from walk(command, path)
+
+
+def command_at(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+COMMANDS = list(walk(cli))
+
+
+def doc_headings() -> list[str]:
+    return [line for line in DOC.splitlines() if line.startswith("#")]
+
+
+def test_the_tree_has_the_issue_s_commands() -> None:
+    names = {" ".join(path) for path in COMMANDS}
+    expected = {
+        "db upgrade", "db downgrade", "db current", "db check",
+        "put", "get", "ls", "rm", "meta get", "meta set", "meta rm",
+        "work enqueue", "work ready", "work pending", "work blocked", "work in-progress",
+        "work by-priority", "work show", "work claim", "work complete", "work fail",
+        "work release", "work cancel", "work retry", "work explain", "work history",
+        "work graph", "work stats", "worker run", "demo",
+    }  # fmt: skip
+    assert expected <= names
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
+def test_every_command_has_help_and_a_docs_entry(runner: CliRunner, path: tuple[str, ...]) -> None:
+    result = runner.invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    command = command_at(path)
+    assert command.help and command.help.strip(), f"nexus {' '.join(path)} has no help text"
+    assert "Usage: " in result.output
+    name = re.escape("nexus " + " ".join(path))
+    headings = [h for h in doc_headings() if re.search(rf"{name}(?![\w-])", h)]
+    assert headings, f"docs/cli.md has no heading for nexus {' '.join(path)}"
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
+def test_every_leaf_command_takes_db(path: tuple[str, ...]) -> None:
+    command = command_at(path)
+    if isinstance(command, click.Group):
+        return
+    assert "--db" in {opt for param in command.params for opt in getattr(param, "opts", [])}
+
+
+def test_version_and_top_level_help(runner: CliRunner) -> None:
+    version = runner.invoke(cli, ["--version"])
+    assert version.exit_code == 0 and "0.1.0" in version.output
+    helped = runner.invoke(cli, ["--help"])
+    assert helped.exit_code == 0
+    for name in cli.commands:
+        assert name in helped.output
 
 
 def sqlite_views(db_file: Path) -> set[str]:
@@ -45,16 +115,15 @@ def test_demo_prints_the_five_views(runner: CliRunner, tmp_path: Path) -> None:
         assert path in result.output
     assert (data_dir / "metadata.db").is_file()
     assert set(VIEW_NAMES) <= sqlite_views(data_dir / "metadata.db")
-    # Running it again on the same data is fine.
     again = runner.invoke(cli, ["demo", "--data-dir", str(data_dir)])
     assert again.exit_code == 0, again.output
+    assert "already done" in again.output
 
 
 def test_demo_leaves_the_documented_graph(runner: CliRunner, tmp_path: Path) -> None:
     data_dir = tmp_path / "demo-data"
     assert runner.invoke(cli, ["demo", "--data-dir", str(data_dir)]).exit_code == 0
     with SQLAlchemyMetadataStore(data_dir / "metadata.db") as store:
-        assert store.get_file_metadata("/demo/extract.json", "status") == "completed"
         ready = [r["virtual_path"] for r in store.get_ready_work()]
         blocked = {r["virtual_path"]: r["blocker_count"] for r in store.get_blocked_work()}
         running = [r["virtual_path"] for r in store.get_in_progress_work()]
@@ -66,7 +135,7 @@ def test_demo_leaves_the_documented_graph(runner: CliRunner, tmp_path: Path) -> 
     assert index["worker_id"] == "worker-1"
     assert extract is not None and extract["status"] == "completed"
     assert "/demo/thumbnails.json" in ready
-    assert "/demo/clean.json" not in blocked  # its only dependency was completed
+    assert "/demo/clean.json" not in blocked
     assert blocked.get("/demo/report.json") == 2
     assert running == ["/demo/index.json"]
 
@@ -74,145 +143,107 @@ def test_demo_leaves_the_documented_graph(runner: CliRunner, tmp_path: Path) -> 
 def test_demo_on_the_parametrized_backend(runner: CliRunner, db_url: str, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["demo", "--data-dir", str(tmp_path / "d"), "--db", db_url])
     assert result.exit_code == 0, result.output
-    for name in VIEW_NAMES:
-        assert name in result.output
     with SQLAlchemyMetadataStore(db_url) as store:
         assert store.exists("/demo/extract.json")
 
 
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[Path]:
-    db_file = tmp_path / "cli.db"
-    with SQLAlchemyMetadataStore(db_file) as store:
-        for path, status, priority in [
-            ("/a", "ready", 2),
-            ("/b", "ready", 1),
-            ("/c", "pending", None),
-            ("/d", "in_progress", 3),
-        ]:
-            store.put(path)
-            store.set_file_metadata(path, "status", status)
-            store.set_file_metadata(path, "priority", priority)
-        store.put("/e")
-        store.set_file_metadata("/e", "status", "blocked")
-        store.set_file_metadata("/e", "depends_on", "/c")
-    yield db_file
+def revision(runner: CliRunner, url: str, command: str = "current") -> dict[str, object]:
+    result = runner.invoke(cli, ["db", command, "--db", url, "--json"])
+    document: dict[str, object] = json.loads(result.stdout)
+    return document
 
 
-def test_show_one_view(runner: CliRunner, sqlite_db: Path) -> None:
-    result = runner.invoke(cli, ["show", "ready", "--db", str(sqlite_db)])
-    assert result.exit_code == 0, result.output
-    assert "ready_work_items" in result.output
-    assert result.output.index("/b") < result.output.index("/a")
-    assert "/c" not in result.output
-    limited = runner.invoke(cli, ["show", "ready", "--db", str(sqlite_db), "--limit", "1"])
-    assert limited.exit_code == 0
-    assert "/b" in limited.output and "/a" not in limited.output
-    blocked = runner.invoke(cli, ["show", "blocked", "--db", str(sqlite_db)])
-    assert "/e" in blocked.output and "blocker_count" in blocked.output
-
-
-def test_show_all_views_and_environment_database(
-    runner: CliRunner, sqlite_db: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("NEXUS_DATABASE_URL", str(sqlite_db))
-    result = runner.invoke(cli, ["show"])
-    assert result.exit_code == 0, result.output
-    for name in VIEW_NAMES:
-        assert name in result.output
-    for path in ("/a", "/b", "/c", "/d", "/e"):
-        assert path in result.output
-
-
-def test_show_rejects_bad_arguments(runner: CliRunner, sqlite_db: Path) -> None:
-    assert runner.invoke(cli, ["show", "nonsense", "--db", str(sqlite_db)]).exit_code == 2
-    assert (
-        runner.invoke(cli, ["show", "ready", "--db", str(sqlite_db), "--limit", "-1"]).exit_code
-        == 2
-    )
-
-
-def test_migrate_and_downgrade_sqlite(runner: CliRunner, tmp_path: Path) -> None:
-    db_file = tmp_path / "m.db"
-    result = runner.invoke(cli, ["migrate", "--db", str(db_file)])
-    assert result.exit_code == 0, result.output
-    assert migrate.head_revision() in result.output
-    assert set(VIEW_NAMES) <= sqlite_views(db_file)
-    result = runner.invoke(cli, ["downgrade", "--revision", "base", "--db", str(db_file)])
-    assert result.exit_code == 0, result.output
-    assert "base" in result.output
-    assert sqlite_views(db_file) == set()
-    result = runner.invoke(cli, ["migrate", "--db", str(db_file), "--revision", "0001"])
-    assert result.exit_code == 0, result.output
-    assert "0001" in result.output
-    assert sqlite_views(db_file) == set()
-
-
-def test_migrate_and_downgrade_on_each_backend(runner: CliRunner, fresh_db_url: str) -> None:
-    assert runner.invoke(cli, ["migrate", "--db", fresh_db_url]).exit_code == 0
+def test_db_upgrade_downgrade_current_check(runner: CliRunner, fresh_db_url: str) -> None:
+    head = migrate.head_revision()
+    assert revision(runner, fresh_db_url) == {"revision": None, "head": head, "up_to_date": False}
+    check = runner.invoke(cli, ["db", "check", "--db", fresh_db_url])
+    assert check.exit_code == 1
+    assert "nexus db upgrade" in check.stderr and check.stdout == ""
+    result = runner.invoke(cli, ["db", "upgrade", "--db", fresh_db_url, "--revision", "0001"])
+    assert result.exit_code == 0 and result.stdout == "at revision 0001\n"
+    assert runner.invoke(cli, ["db", "check", "--db", fresh_db_url]).exit_code == 1
+    assert runner.invoke(cli, ["db", "upgrade", "--db", fresh_db_url]).exit_code == 0
+    check = runner.invoke(cli, ["db", "check", "--db", fresh_db_url])
+    assert check.exit_code == 0 and head in check.stdout
+    current = runner.invoke(cli, ["db", "current", "--db", fresh_db_url])
+    assert current.stdout == f"{head} (head {head})\n"
     engine = sa.create_engine(fresh_db_url)
     try:
         with engine.connect() as conn:
             assert set(VIEW_NAMES) <= set(sa.inspect(conn).get_view_names())
-        result = runner.invoke(cli, ["downgrade", "--revision", "base", "--db", fresh_db_url])
-        assert result.exit_code == 0, result.output
+        down = runner.invoke(cli, ["db", "downgrade", "--revision", "base", "--db", fresh_db_url])
+        assert down.exit_code == 0 and down.stdout == "at revision base\n"
         with engine.connect() as conn:
             assert sa.inspect(conn).get_view_names() == []
     finally:
         engine.dispose()
+    assert revision(runner, fresh_db_url)["revision"] is None
+
+
+def test_the_database_comes_from_db_then_environment_then_nexus_data(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    from_env = tmp_path / "env.db"
+    explicit = tmp_path / "explicit.db"
+    assert runner.invoke(cli, ["work", "enqueue", "/default"]).exit_code == 0
+    monkeypatch.setenv("NEXUS_DATABASE_URL", str(from_env))
+    assert runner.invoke(cli, ["work", "enqueue", "/env"]).exit_code == 0
+    assert runner.invoke(cli, ["work", "enqueue", "/explicit", "--db", str(explicit)]).exit_code == 0
+    for db_file, path in [
+        (tmp_path / "nexus-data" / "metadata.db", "/default"),
+        (from_env, "/env"),
+        (explicit, "/explicit"),
+    ]:
+        with SQLAlchemyMetadataStore(db_file) as store:
+            assert [r.virtual_path for r in store.list()] == [path]
 
 
 @pytest.mark.parametrize(
     "args",
     [
-        ["show", "--db", "mysql://user@host/db"],
-        ["migrate", "--db", "oracle://host/db"],
-        ["downgrade", "--revision", "base", "--db", "mssql://host/db"],
+        ["work", "ready", "--db", "mysql://user@host/db"],
+        ["db", "upgrade", "--db", "oracle://host/db"],
+        ["db", "downgrade", "--revision", "base", "--db", "mssql://host/db"],
         ["demo", "--data-dir", "{tmp}", "--db", "mysql://user@host/db"],
     ],
 )
-def test_nexus_errors_exit_1_with_a_message(
+def test_nexus_errors_are_one_line_on_stderr_exit_1(
     runner: CliRunner, tmp_path: Path, args: list[str]
 ) -> None:
     result = runner.invoke(cli, [a.replace("{tmp}", str(tmp_path)) for a in args])
     assert result.exit_code == 1
-    assert "Traceback" not in result.output
-    [line] = [line for line in result.output.splitlines() if line.strip()]
-    assert line.startswith("Error: NexusConfigError")
-    assert "unsupported database" in line
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: NexusConfigError") and "unsupported database" in line
 
 
 def test_unknown_revision_is_a_clean_error(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(cli, ["migrate", "--db", str(tmp_path / "x.db"), "--revision", "9999"])
+    result = runner.invoke(cli, ["db", "upgrade", "--db", str(tmp_path / "x.db"), "--revision", "9999"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: ")
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: MigrationError: ")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["nonsense"],
+        ["work", "ready", "--limit", "0"],
+        ["work", "ready", "--nope"],
+        ["work", "enqueue"],
+        ["work", "enqueue", "/x", "--status", "weird"],
+        ["work", "claim", "--lease", "soon"],
+        ["work", "complete", "/x"],
+        ["work", "graph"],
+        ["work", "graph", "/x", "--tag", "t"],
+        ["work", "stats", "--watch", "--json"],
+        ["db", "downgrade"],
+        ["worker", "run"],
+    ],
+)
+def test_usage_errors_exit_2(runner: CliRunner, tmp_path: Path, args: list[str]) -> None:
+    result = runner.invoke(cli, [*args, "--db", str(tmp_path / "u.db")])
+    assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-
-
-def test_version_and_help(runner: CliRunner) -> None:
-    version = runner.invoke(cli, ["--version"])
-    assert version.exit_code == 0 and "0.1.0" in version.output
-    helped = runner.invoke(cli, ["--help"])
-    assert helped.exit_code == 0
-    for name in cli.commands:
-        assert name in helped.output
-
-
-def _command_names(group: click.Group, prefix: str = "") -> list[str]:
-    names = []
-    for name, command in group.commands.items():
-        full = f"{prefix}{name}"
-        names.append(full)
-        if isinstance(command, click.Group):
-            names += _command_names(command, prefix=f"{full} ")
-    return names
-
-
-def test_every_command_is_documented_in_docs_cli_md() -> None:
-    doc = ROOT / "docs" / "cli.md"
-    assert doc.is_file(), "docs/cli.md is missing"
-    text = doc.read_text(encoding="utf-8")
-    names = _command_names(cli)
-    assert names
-    missing = [name for name in names if not re.search(rf"nexus {re.escape(name)}(?![\w-])", text)]
-    assert missing == []

@@ -1,0 +1,100 @@
+"""``nexus db``: the schema's revision (upgrade, downgrade, current, check).
+
+These commands open an engine, not a store, because opening a store migrates to head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from sqlalchemy import Engine
+
+from nexus.cli.common import database, db_option, emit_json, json_option, refuse
+from nexus.cli.keys import REVISION_KEYS
+from nexus.storage import migrate
+from nexus.storage.engine import create_engine, resolve_database_url
+
+
+@contextmanager
+def _engine(db: str | None) -> Iterator[Engine]:
+    engine = create_engine(resolve_database_url(database(db)))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def revision_document(engine: Engine) -> dict[str, Any]:
+    current = migrate.current_revision(engine)
+    head = migrate.head_revision()
+    values = {"revision": current, "head": head, "up_to_date": current == head}
+    return {key: values[key] for key in REVISION_KEYS}
+
+
+def _report(engine: Engine, as_json: bool, describe: Callable[[dict[str, Any]], str]) -> None:
+    document = revision_document(engine)
+    if as_json:
+        emit_json(document)
+    else:
+        click.echo(describe(document))
+
+
+def _at(document: dict[str, Any]) -> str:
+    return f"at revision {document['revision'] or 'base'}"
+
+
+@click.group()
+def db() -> None:
+    """The database schema: upgrade, downgrade, current revision, check."""
+
+
+@db.command()
+@db_option
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@json_option
+def upgrade(db: str | None, revision: str, as_json: bool) -> None:
+    """Upgrade the schema (the same revisions as `alembic upgrade`); creates the database."""
+    with _engine(db) as engine:
+        migrate.upgrade(engine, revision)
+        _report(engine, as_json, _at)
+
+
+@db.command()
+@db_option
+@click.option("--revision", required=True, help='Target revision; "base" removes everything.')
+@json_option
+def downgrade(db: str | None, revision: str, as_json: bool) -> None:
+    """Downgrade the schema (with "base": every nexus table and the data in it)."""
+    with _engine(db) as engine:
+        migrate.downgrade(engine, revision)
+        _report(engine, as_json, _at)
+
+
+@db.command()
+@db_option
+@json_option
+def current(db: str | None, as_json: bool) -> None:
+    """Print the database's revision and the head this version of nexus ships."""
+    with _engine(db) as engine:
+        _report(engine, as_json, lambda d: f"{d['revision'] or 'base'} (head {d['head']})")
+
+
+@db.command()
+@db_option
+@json_option
+def check(db: str | None, as_json: bool) -> None:
+    """Exit 0 if the schema is at head, 1 if it needs `nexus db upgrade`."""
+    with _engine(db) as engine:
+        document = revision_document(engine)
+    if as_json:
+        emit_json(document)
+    if not document["up_to_date"]:
+        refuse(
+            f"database is at revision {document['revision'] or 'base'}, "
+            f"head is {document['head']}: run nexus db upgrade"
+        )
+    if not as_json:
+        click.echo(f"up to date (revision {document['head']})")

@@ -1,0 +1,250 @@
+"""``nexus worker run -- CMD ARGS...``: a shell command per claimed item.
+
+The queue's :class:`~nexus.work.Worker` does the claiming, heartbeating and completing, in a
+thread of its own, while the main thread owns the signals and the status line. Commands run
+in a session of their own, so a Ctrl-C in the terminal reaches only nexus: the first SIGINT
+(or SIGTERM) stops claiming and lets the running commands finish; a second one terminates
+them and releases their items (ready again, the attempt not counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from nexus.cli.common import db_option, emit_json, json_option, open_queue
+from nexus.cli.keys import WORKER_KEYS
+from nexus.cli.work import DURATION, prefix_option, tag_option
+from nexus.work import Worker, WorkItem, WorkQueue
+from nexus.work.worker import default_worker_id
+
+#: Exit status after a second Ctrl-C aborted the running commands (128 + SIGINT).
+ABORTED_EXIT_CODE = 130
+PATH_PLACEHOLDER = "{path}"
+worker_log = logging.getLogger("nexus.worker")
+PATH_ID_PLACEHOLDER = "{path_id}"
+
+
+class Released(Exception):
+    """The command was stopped by an abort and its item given back."""
+
+
+class CommandRunner:
+    """The handler: runs the command for one item; exit 0 completes it, anything else fails
+    it with the last 500 characters of its output."""
+
+    def __init__(self, queue: WorkQueue, command: tuple[str, ...]) -> None:
+        self.queue = queue
+        self.command = command
+        self.aborting = threading.Event()
+        self.released_paths: set[str] = set()
+        self.running: dict[str, subprocess.Popen[str]] = {}
+        self._lock = threading.Lock()
+
+    def arguments(self, item: WorkItem) -> list[str]:
+        replace = {PATH_PLACEHOLDER: item["virtual_path"], PATH_ID_PLACEHOLDER: item["path_id"]}
+        return [replace.get(arg, arg) for arg in self.command]
+
+    def __call__(self, item: WorkItem) -> dict[str, Any]:
+        env = {**os.environ, "NEXUS_PATH": item["virtual_path"], "NEXUS_PATH_ID": item["path_id"]}
+        with self._lock:
+            if self.aborting.is_set():
+                return self._release(item)
+            try:
+                proc = subprocess.Popen(
+                    self.arguments(item),
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    errors="replace",
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise RuntimeError(f"cannot run {self.command[0]!r}: {exc}") from exc
+            self.running[item["path_id"]] = proc
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            with self._lock:
+                self.running.pop(item["path_id"], None)
+        if proc.returncode != 0 and self.aborting.is_set():
+            return self._release(item)
+        if proc.returncode != 0:
+            tail = (stderr or stdout).strip()[-500:]
+            raise RuntimeError(f"exit code {proc.returncode}: {tail}")
+        return {"exit_code": 0}
+
+    def _release(self, item: WorkItem) -> dict[str, Any]:
+        self.queue.release_work(item["virtual_path"], str(item["lease_token"]))
+        with self._lock:
+            self.released_paths.add(item["virtual_path"])
+        raise Released(item["virtual_path"])
+
+    def abort(self) -> None:
+        """Terminate the running commands; their items are released as they exit."""
+        with self._lock:
+            self.aborting.set()
+            procs = list(self.running.values())
+        for proc in procs:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+
+
+@contextmanager
+def _signals(worker: Worker, runner: CommandRunner) -> Iterator[None]:
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        if worker.stopping:
+            runner.abort()
+        else:
+            worker.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _status(worker: Worker, runner: CommandRunner, started: float) -> Text:
+    stats = worker.stats
+    elapsed = max(time.monotonic() - started, 1e-6)
+    line = (
+        f"{worker.worker_id}: claimed {stats.claimed} · completed {stats.completed} · "
+        f"failed {stats.failed} · running {len(runner.running)} · "
+        f"{stats.completed / elapsed:.1f}/s"
+    )
+    if runner.aborting.is_set():
+        line += " · aborting"
+    elif worker.stopping:
+        line += " · stopping (Ctrl-C again to abort)"
+    return Text(line)
+
+
+@click.group()
+def worker() -> None:
+    """Run work: a command per claimed item."""
+
+
+@worker.command(
+    "run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@db_option
+@click.option("--worker-id", default=None, help="Recorded with each claim [default: host-pid-rnd].")
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--lease", "lease", type=DURATION, default="300s", show_default=True)
+@tag_option
+@prefix_option
+@click.option("--until-idle", is_flag=True, help="Stop when no work is ready.")
+@click.option("--max-items", type=click.IntRange(min=1), default=None, help="Stop after N claims.")
+@json_option
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(
+    db: str | None,
+    worker_id: str | None,
+    concurrency: int,
+    lease: timedelta,
+    tags: tuple[str, ...],
+    path_prefix: str | None,
+    until_idle: bool,
+    max_items: int | None,
+    as_json: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND once per claimed item: NEXUS_PATH and NEXUS_PATH_ID are in its
+    environment, and an argument {path} (or {path_id}) is replaced by the item's. Exit code 0
+    completes the item; anything else fails it (retried with back-off until max_attempts).
+    Ctrl-C: finish the running commands, then stop; twice: terminate them and release
+    their items."""
+    status_console = Console(stderr=True)
+    with open_queue(db) as queue:
+        runner = CommandRunner(queue, command)
+        nexus_worker = Worker(
+            queue,
+            runner,
+            worker_id=worker_id or default_worker_id(),
+            concurrency=concurrency,
+            lease_seconds=lease.total_seconds(),
+            tags=list(tags) or None,
+            path_prefix=path_prefix,
+        )
+        failure: list[BaseException] = []
+
+        def loop() -> None:
+            try:
+                nexus_worker.run(stop_when_idle=until_idle, max_items=max_items)
+            except BaseException as exc:
+                failure.append(exc)
+
+        started = time.monotonic()
+        thread = threading.Thread(target=loop, name="nexus-worker-run")
+        quiet = _HideReleased(runner)
+        worker_log.addFilter(quiet)
+        with _signals(nexus_worker, runner), _status_line(status_console) as show:
+            thread.start()
+            while thread.is_alive():
+                thread.join(0.25)
+                show(_status(nexus_worker, runner, started))
+        worker_log.removeFilter(quiet)
+        if failure:
+            raise failure[0]
+    stats = nexus_worker.stats
+    values = {
+        "worker_id": nexus_worker.worker_id,
+        "claimed": stats.claimed,
+        "completed": stats.completed,
+        "failed": stats.failed,
+        "lost": stats.lost - len(runner.released_paths),
+        "released": len(runner.released_paths),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if as_json:
+        emit_json({key: values[key] for key in WORKER_KEYS})
+    else:
+        click.echo(
+            f"claimed {values['claimed']} completed {values['completed']} "
+            f"failed {values['failed']} lost {values['lost']} released {values['released']}"
+        )
+    if runner.aborting.is_set():
+        click.get_current_context().exit(ABORTED_EXIT_CODE)
+
+
+@contextmanager
+def _status_line(out: Console) -> Iterator[Callable[[Text], None]]:
+    """A status line redrawn in place on a terminal; nothing elsewhere (logs, pipes)."""
+    if not out.is_terminal:
+        yield lambda _text: None
+        return
+    with Live(Text(""), console=out, auto_refresh=False, transient=True) as live:
+        yield lambda text: live.update(text, refresh=True)
+
+
+class _HideReleased(logging.Filter):
+    """The Worker logs an item this command released as failed and its lease as lost; it
+    was neither."""
+
+    def __init__(self, runner: CommandRunner) -> None:
+        super().__init__()
+        self.runner = runner
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if any(isinstance(arg, Released) for arg in args):
+            return False
+        return not any(arg in self.runner.released_paths for arg in args if isinstance(arg, str))
