@@ -189,7 +189,9 @@ def test_the_database_comes_from_db_then_environment_then_nexus_data(
     assert runner.invoke(cli, ["work", "enqueue", "/default"]).exit_code == 0
     monkeypatch.setenv("NEXUS_DATABASE_URL", str(from_env))
     assert runner.invoke(cli, ["work", "enqueue", "/env"]).exit_code == 0
-    assert runner.invoke(cli, ["work", "enqueue", "/explicit", "--db", str(explicit)]).exit_code == 0
+    assert (
+        runner.invoke(cli, ["work", "enqueue", "/explicit", "--db", str(explicit)]).exit_code == 0
+    )
     for db_file, path in [
         (tmp_path / "nexus-data" / "metadata.db", "/default"),
         (from_env, "/env"),
@@ -220,7 +222,9 @@ def test_nexus_errors_are_one_line_on_stderr_exit_1(
 
 
 def test_unknown_revision_is_a_clean_error(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(cli, ["db", "upgrade", "--db", str(tmp_path / "x.db"), "--revision", "9999"])
+    result = runner.invoke(
+        cli, ["db", "upgrade", "--db", str(tmp_path / "x.db"), "--revision", "9999"]
+    )
     assert result.exit_code == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("Error: MigrationError: ")

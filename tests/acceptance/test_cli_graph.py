@@ -55,7 +55,9 @@ def mermaid_edges(text: str) -> tuple[dict[str, str], Edges]:
     lines = text.splitlines()
     assert lines[0] == "flowchart TD"
     labels = dict(re.findall(r'^\s+(n\d+)\["(.*)"\]$', text, flags=re.MULTILINE))
-    paths = {node: label.rsplit(" (", 1)[0].replace("#quot;", '"') for node, label in labels.items()}
+    paths = {
+        node: label.rsplit(" (", 1)[0].replace("#quot;", '"') for node, label in labels.items()
+    }
     edges = re.findall(r"^\s+(n\d+) --> (n\d+)$", text, flags=re.MULTILINE)
     return paths, {(paths[a], paths[b]) for a, b in edges}
 
@@ -91,7 +93,13 @@ def test_the_three_formats_carry_the_same_edges(diamond: str) -> None:
     assert document["truncated"] is False
     assert json.loads(graph(diamond, "/g/d", "--json")) == document
     status = {n["path"]: n["status"] for n in document["nodes"]}
-    assert status == {"/g/a": "ready", "/g/b": "ready", "/g/c": "blocked", "/g/d": "ready", "/g/e": "ready"}
+    assert status == {
+        "/g/a": "ready",
+        "/g/b": "ready",
+        "/g/c": "blocked",
+        "/g/d": "ready",
+        "/g/e": "ready",
+    }
 
 
 def test_directions_and_depth(diamond: str) -> None:
@@ -109,7 +117,9 @@ def test_directions_and_depth(diamond: str) -> None:
 def test_missing_and_deleted_dependencies_are_nodes(db_url: str) -> None:
     with SQLAlchemyMetadataStore(db_url) as store:
         queue = WorkQueue(store)
-        queue.enqueue_many([{"path": "/m/gone"}, {"path": "/m/x", "depends_on": ["/m/gone", "/m/never"]}])
+        queue.enqueue_many(
+            [{"path": "/m/gone"}, {"path": "/m/x", "depends_on": ["/m/gone", "/m/never"]}]
+        )
         store.delete("/m/gone")
         queue.close()
     document = json_graph(db_url, "/m/x")

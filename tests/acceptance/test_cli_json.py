@@ -182,7 +182,9 @@ def test_a_page_cursor_walks_the_whole_view(db_url: str) -> None:
         seen: list[str] = []
         after: list[str] = []
         while True:
-            result = runner.invoke(cli, [*command, "--db", db_url, "--json", "--limit", "3", *after])
+            result = runner.invoke(
+                cli, [*command, "--db", db_url, "--json", "--limit", "3", *after]
+            )
             assert result.exit_code == 0, result.output
             page = json.loads(result.stdout)
             seen += [item["virtual_path"] for item in page["items"]]

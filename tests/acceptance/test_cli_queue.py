@@ -92,7 +92,15 @@ def test_fail_release_cancel_retry(db_url: str) -> None:
     assert back["status"] == "ready" and back["attempts"] == 0
     [third] = run_json(db_url, "work", "claim")["items"]
     fail = run_json(
-        db_url, "work", "fail", "/q/f", "--token", third["lease_token"], "--error", "x", "--no-retry"
+        db_url,
+        "work",
+        "fail",
+        "/q/f",
+        "--token",
+        third["lease_token"],
+        "--error",
+        "x",
+        "--no-retry",
     )
     assert fail == {"path": "/q/f", "status": "failed"}
     assert "not failed" not in refused(db_url, "work", "cancel", "/nope")

@@ -84,7 +84,8 @@ def test_a_failing_command_fails_its_item(db_url: str) -> None:
 def test_max_items_and_a_missing_program(db_url: str) -> None:
     enqueue(db_url, "/w/1", "/w/2", "/w/3", max_attempts=1)
     result = CliRunner().invoke(
-        cli, ["worker", "run", "--db", db_url, "--max-items", "1", "--json", "--", "/no/such/program"]
+        cli,
+        ["worker", "run", "--db", db_url, "--max-items", "1", "--json", "--", "/no/such/program"],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["failed"] == 1

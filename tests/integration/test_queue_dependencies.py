@@ -29,9 +29,18 @@ def test_dependencies_include_resolved_missing_and_deleted_targets(queue: WorkQu
     assert deps["/d/done"]["status"] == "completed" and deps["/d/done"]["why"] is None
     assert deps["/d/open"]["why"] == "status is pending, needs completed"
     assert deps["/d/gone"]["why"] == "deleted" and deps["/d/gone"]["status"] is None
-    assert deps["/d/never"] == {"path": "/d/never", "path_id": None, "status": None, "why": "missing"}
+    assert deps["/d/never"] == {
+        "path": "/d/never",
+        "path_id": None,
+        "status": None,
+        "why": "missing",
+    }
     # explain_blocked still leaves the resolved one out.
-    assert {b["path"] for b in queue.explain_blocked("/d/job")} == {"/d/open", "/d/gone", "/d/never"}
+    assert {b["path"] for b in queue.explain_blocked("/d/job")} == {
+        "/d/open",
+        "/d/gone",
+        "/d/never",
+    }
 
 
 def test_dependents_by_path_or_path_id(queue: WorkQueue) -> None:
