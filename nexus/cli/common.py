@@ -115,6 +115,14 @@ def emit_json(document: Mapping[str, Any]) -> None:
     click.echo(json.dumps(plain(document), ensure_ascii=False))
 
 
+def emit(document: Mapping[str, Any], as_json: bool, text: str) -> None:
+    """Print ``document`` as JSON, or ``text`` for people."""
+    if as_json:
+        emit_json(document)
+    else:
+        click.echo(text)
+
+
 def page_document(items: Sequence[Mapping[str, Any]], next_cursor: str | None) -> dict[str, Any]:
     return {"items": list(items), "returned": len(items), "next_cursor": next_cursor}
 
@@ -160,6 +168,14 @@ def table(
         grid.add_row(*(["(none)"] + [""] * (len(columns) - 1)))
     (out or console).print(grid)
     return grid
+
+
+def print_fields(
+    title: str, record: Mapping[str, Any], keys: Sequence[str], metadata: Mapping[str, Any]
+) -> None:
+    """One record as a field/value table, then its metadata as a key/value table."""
+    table(title, ["field", "value"], [{"field": key, "value": record[key]} for key in keys])
+    table("metadata", ["key", "value"], [{"key": k, "value": v} for k, v in metadata.items()])
 
 
 def print_next_cursor(next_cursor: str | None) -> None:

@@ -11,6 +11,7 @@ import click
 from nexus.cli.common import (
     db_option,
     decode_cursor,
+    emit,
     emit_json,
     encode_cursor,
     json_option,
@@ -18,6 +19,7 @@ from nexus.cli.common import (
     page_document,
     parse_json_value,
     pick,
+    print_fields,
     print_next_cursor,
     refuse,
     table,
@@ -31,13 +33,6 @@ LIST_COLUMNS = ["virtual_path", "size_bytes", "file_type", "updated_at"]
 
 def _record(record: FileRecord) -> dict[str, Any]:
     return pick(asdict(record), FILE_KEYS)
-
-
-def _print_record(record: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-    rows = [{"field": key, "value": record[key]} for key in FILE_KEYS]
-    table(record["virtual_path"], ["field", "value"], rows)
-    if metadata is not None:
-        table("metadata", ["key", "value"], [{"key": k, "value": v} for k, v in metadata.items()])
 
 
 @click.command()
@@ -58,10 +53,7 @@ def put(
     """Create PATH or update its record (size, content hash, file type); keeps its metadata."""
     with open_store(db) as store:
         record = _record(store.put(path, size=size, content_hash=content_hash, file_type=file_type))
-    if as_json:
-        emit_json(record)
-    else:
-        click.echo(f"{record['virtual_path']} {record['path_id']}")
+    emit(record, as_json, f"{record['virtual_path']} {record['path_id']}")
 
 
 @click.command()
@@ -79,7 +71,7 @@ def get(db: str | None, path: str, as_json: bool) -> None:
     if as_json:
         emit_json({**record, "metadata": metadata})
     else:
-        _print_record(record, metadata)
+        print_fields(record["virtual_path"], record, FILE_KEYS, metadata)
 
 
 @click.command()
@@ -112,10 +104,7 @@ def rm(db: str | None, path: str, as_json: bool) -> None:
     """Delete PATH (soft: it leaves every listing and view; its row stays in the database)."""
     with open_store(db) as store:
         store.delete(path)
-    if as_json:
-        emit_json({"path": path, "deleted": True})
-    else:
-        click.echo(f"deleted {path}")
+    emit({"path": path, "deleted": True}, as_json, f"deleted {path}")
 
 
 @click.group()
@@ -164,10 +153,7 @@ def meta_set(
     parsed = value if as_string else parse_json_value(value)
     with open_store(db) as store:
         store.set_file_metadata(path, key, parsed)
-    if as_json:
-        emit_json({"path": path, "key": key, "value": parsed})
-    else:
-        click.echo(f"{path} {key}={emit_value(parsed)}")
+    emit({"path": path, "key": key, "value": parsed}, as_json, f"{path} {key}={emit_value(parsed)}")
 
 
 @meta.command("rm")

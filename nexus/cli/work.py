@@ -17,12 +17,14 @@ from nexus.cli import graph as graphs
 from nexus.cli.common import (
     console,
     db_option,
+    emit,
     emit_json,
     json_option,
     open_queue,
     page_document,
     parse_json_value,
     pick,
+    print_fields,
     print_next_cursor,
     refuse,
     table,
@@ -87,18 +89,8 @@ def _item(item: WorkItem | dict[str, Any]) -> dict[str, Any]:
     return pick(item, WORK_ITEM_KEYS)
 
 
-def _print_item(item: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
-    rows = [{"field": key, "value": item[key]} for key in WORK_ITEM_KEYS]
-    table(item["virtual_path"], ["field", "value"], rows)
-    if metadata is not None:
-        table("metadata", ["key", "value"], [{"key": k, "value": v} for k, v in metadata.items()])
-
-
-def _outcome(path: str, status: str, as_json: bool, **extra: Any) -> None:
-    if as_json:
-        emit_json({"path": path, "status": status, **extra})
-    else:
-        click.echo(f"{path} {status}")
+def _outcome(path: str, status: str, as_json: bool) -> None:
+    emit({"path": path, "status": status}, as_json, f"{path} {status}")
 
 
 @click.group()
@@ -193,10 +185,8 @@ def enqueue(
         )
         # Read it back: a new item's blocker_count and created_at are the database's.
         item = _item(queue.get_work_item(created["path_id"]) or created)
-    if as_json:
-        emit_json(item)
-    else:
-        click.echo(f"{item['virtual_path']} {item['status']} blockers={item['blocker_count']}")
+    text = f"{item['virtual_path']} {item['status']} blockers={item['blocker_count']}"
+    emit(item, as_json, text)
 
 
 @work.command()
@@ -216,7 +206,7 @@ def show(db: str | None, path: str, as_json: bool) -> None:
     if as_json:
         emit_json({**item, "metadata": metadata})
     else:
-        _print_item(item, metadata)
+        print_fields(item["virtual_path"], item, WORK_ITEM_KEYS, metadata)
 
 
 @work.command()
@@ -267,10 +257,8 @@ def complete(
     value = parse_json_value(result) if result is not None else None
     with open_queue(db) as queue:
         promoted = queue.complete_work(path, lease_token, result=value)
-    if as_json:
-        emit_json({"path": path, "status": "completed", "promoted": promoted})
-    else:
-        click.echo(f"{path} completed; promoted: {', '.join(promoted) or '(none)'}")
+    document = {"path": path, "status": "completed", "promoted": promoted}
+    emit(document, as_json, f"{path} completed; promoted: {', '.join(promoted) or '(none)'}")
 
 
 @work.command()
@@ -330,10 +318,7 @@ def reclaim(db: str | None, as_json: bool) -> None:
     """Return items whose lease expired to ready (or failed when out of attempts)."""
     with open_queue(db) as queue:
         count = queue.reclaim_expired_leases()
-    if as_json:
-        emit_json({"reclaimed": count})
-    else:
-        click.echo(f"reclaimed {count}")
+    emit({"reclaimed": count}, as_json, f"reclaimed {count}")
 
 
 # -------------------------------------------------------------------------------- insight
