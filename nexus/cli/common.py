@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nexus.connect import DEFAULT_DATA_DIR
-from nexus.errors import InvalidArgumentError, NexusError
+from nexus.errors import InvalidCursorError, NexusError
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.work import WorkQueue
 
@@ -191,15 +191,15 @@ def encode_cursor(text: str) -> str:
 
 
 def decode_cursor(cursor: str) -> str:
-    """The position a cursor from :func:`encode_cursor` names; InvalidArgumentError if it
-    was not made by it."""
+    """The position a cursor from :func:`encode_cursor` names; InvalidCursorError if it was
+    not made by it."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise InvalidArgumentError("cursor", cursor, "not a cursor nexus returned") from exc
+        raise InvalidCursorError(cursor, "not a cursor nexus ls returned") from exc
     if not text.startswith("/"):
-        raise InvalidArgumentError("cursor", cursor, "not a cursor nexus returned")
+        raise InvalidCursorError(cursor, "not a cursor nexus ls returned")
     return text
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from sqlalchemy import Engine
 
-from nexus.cli.common import database, db_option, emit_json, json_option, refuse
+from nexus.cli.common import database, db_option, emit, emit_json, json_option, refuse
 from nexus.cli.keys import REVISION_KEYS
 from nexus.storage import migrate
 from nexus.storage.engine import create_engine, resolve_database_url
@@ -36,10 +36,7 @@ def revision_document(engine: Engine) -> dict[str, Any]:
 
 def _report(engine: Engine, as_json: bool, describe: Callable[[dict[str, Any]], str]) -> None:
     document = revision_document(engine)
-    if as_json:
-        emit_json(document)
-    else:
-        click.echo(describe(document))
+    emit(document, as_json, describe(document))
 
 
 def _at(document: dict[str, Any]) -> str:

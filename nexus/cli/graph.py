@@ -9,7 +9,6 @@ must complete first.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,7 +220,3 @@ def render(graph: Graph, fmt: str) -> str:
     if fmt == "dot":
         return to_dot(graph)
     return json.dumps(plain(graph.document()), ensure_ascii=False)
-
-
-def edge_pairs(document: dict[str, Any]) -> Iterable[tuple[str, str]]:
-    return ((edge["from"], edge["to"]) for edge in document["edges"])

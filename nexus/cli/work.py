@@ -21,6 +21,7 @@ from nexus.cli.common import (
     emit_json,
     json_option,
     open_queue,
+    open_store,
     page_document,
     parse_json_value,
     pick,
@@ -127,8 +128,8 @@ def _view_command(name: str, method: str, extra: tuple[str, ...]) -> click.Comma
         after: str | None,
         as_json: bool,
     ) -> None:
-        with open_queue(db) as queue:
-            page = getattr(queue.store, method)(
+        with open_store(db) as store:
+            page = getattr(store, method)(
                 limit, tags=list(tags) or None, path_prefix=path_prefix, after=after
             )
         items = [pick(row, keys) for row in page.items]

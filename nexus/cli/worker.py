@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from nexus.cli.common import db_option, emit_json, json_option, open_queue
+from nexus.cli.common import db_option, emit, json_option, open_queue
 from nexus.cli.keys import WORKER_KEYS
 from nexus.cli.work import DURATION, prefix_option, tag_option
 from nexus.work import Worker, WorkItem, WorkQueue
@@ -196,12 +196,14 @@ def run(
         thread = threading.Thread(target=loop, name="nexus-worker-run")
         quiet = _HideReleased(runner)
         worker_log.addFilter(quiet)
-        with _signals(nexus_worker, runner), _status_line(status_console) as show:
-            thread.start()
-            while thread.is_alive():
-                thread.join(0.25)
-                show(_status(nexus_worker, runner, started))
-        worker_log.removeFilter(quiet)
+        try:
+            with _signals(nexus_worker, runner), _status_line(status_console) as show:
+                thread.start()
+                while thread.is_alive():
+                    thread.join(0.25)
+                    show(_status(nexus_worker, runner, started))
+        finally:
+            worker_log.removeFilter(quiet)
         if failure:
             raise failure[0]
     stats = nexus_worker.stats
@@ -214,13 +216,8 @@ def run(
         "released": len(runner.released_paths),
         "seconds": round(time.monotonic() - started, 3),
     }
-    if as_json:
-        emit_json({key: values[key] for key in WORKER_KEYS})
-    else:
-        click.echo(
-            f"claimed {values['claimed']} completed {values['completed']} "
-            f"failed {values['failed']} lost {values['lost']} released {values['released']}"
-        )
+    text = " ".join(f"{key} {values[key]}" for key in WORKER_KEYS[1:-1])
+    emit({key: values[key] for key in WORKER_KEYS}, as_json, text)
     if runner.aborting.is_set():
         click.get_current_context().exit(ABORTED_EXIT_CODE)
 
