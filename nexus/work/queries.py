@@ -380,6 +380,43 @@ RECLAIM = Query(
     SELECT * FROM moved""",
 )
 
+# ---------------------------------------------------------------------------- retention
+
+# A finished item stays while anything of its tenant depends on it that is not completed
+# (waiting, ready, running, failed and perhaps retried, or a path that is no work item): a
+# reference to a path that no longer exists is unresolved, so pruning the item would block
+# its dependents again. The same text on both databases.
+_HELD_BY_DEPENDENT = """EXISTS (
+        SELECT 1 FROM work_dependencies d
+        WHERE d.tenant_id = w.tenant_id
+          AND d.depends_on_ref IN (w.path_id,
+              (SELECT p.virtual_path FROM file_paths p WHERE p.path_id = w.path_id))
+          AND NOT EXISTS (SELECT 1 FROM work_items x
+                          WHERE x.path_id = d.path_id AND x.status = 'completed'))"""
+
+PRUNE = Query(
+    "prune",
+    "Delete up to :batch finished items (their paths, and with them everything of the path)"
+    " finished before :cutoff that no unfinished item depends on.",
+    f"""
+    DELETE FROM file_paths WHERE path_id IN (
+        SELECT w.path_id FROM work_items w
+        WHERE w.tenant_id = :tenant AND w.status IN (:first, :second)
+          AND w.finished_at < :cutoff
+          AND NOT {_HELD_BY_DEPENDENT}
+        LIMIT :batch)""",
+    f"""
+    WITH doomed AS MATERIALIZED (
+        SELECT w.path_id FROM work_items w
+        WHERE w.tenant_id = %(tenant)s AND w.status IN (%(first)s, %(second)s)
+          AND w.finished_at < %(cutoff)s
+          AND NOT {_HELD_BY_DEPENDENT}
+        LIMIT %(batch)s
+        FOR UPDATE OF w SKIP LOCKED
+    )
+    DELETE FROM file_paths p USING doomed WHERE p.path_id = doomed.path_id""",
+)
+
 # ------------------------------------------------------------------------------- reading
 
 _ITEM_COLUMNS = """w.path_id, p.virtual_path, w.status, w.priority, w.tags,
@@ -545,6 +582,7 @@ QUERIES: dict[str, Query] = {
         CANCEL,
         RETRY,
         RECLAIM,
+        PRUNE,
         ITEM_BY_ID,
         ITEM_BY_PATH,
         PATH_ID_BY_ID,

@@ -43,7 +43,7 @@ from nexus.storage.schema import (
     work_throughput_hourly,
     work_timing_hourly,
 )
-from nexus.storage.types import truncate_to_ms, utcnow
+from nexus.storage.types import to_utc, truncate_to_ms, utcnow
 from nexus.storage.validation import (
     MAX_LIMIT,
     dependency_refs,
@@ -77,6 +77,7 @@ from nexus.work.queries import (
     PATH_ID_BY_ID,
     PATH_ID_BY_PATH,
     PROMOTED,
+    PRUNE,
     RECLAIM,
     RECORD,
     RECORD_CLAIMS,
@@ -99,6 +100,8 @@ RECLAIM_INTERVAL = 1.0
 #: SQLite allows 32766 bound parameters per statement; IN-lists stay far below that.
 CHUNK = 500
 STATUSES = ("ready", "pending", "blocked", "in_progress", "completed", "failed")
+#: The statuses :meth:`WorkQueue.prune` may delete: an item in them is finished.
+FINISHED_STATUSES = ("completed", "failed")
 #: The metadata value of a key whose value lives in work_items (revision 0005).
 ROUTED = {"$nexus": "work_items"}
 _ENQUEUE_KEYS = {
@@ -981,6 +984,76 @@ class WorkQueue:
                 raise NexusFileNotFoundError(ref)
             raise WorkItemNotFoundError(ref)
         return self._item(row)
+
+    # ------------------------------------------------------------------ retention
+
+    def prune(
+        self,
+        older_than: timedelta | datetime,
+        statuses: Sequence[str] = ("completed",),
+        *,
+        batch_size: int = 1000,
+    ) -> int:
+        """Delete this tenant's finished items whose ``finished_at`` is older than the cutoff;
+        returns how many were deleted.
+
+        ``older_than`` is an age (``timedelta``, before now) or a moment (``datetime``; naive
+        means UTC). ``statuses`` are among ``completed`` and ``failed`` (cancelled items are
+        ``failed``). An item goes with its path: metadata, history and idempotency key. An
+        item that something not completed still depends on is kept (see docs/work-queue.md).
+        Deletes run in batches of ``batch_size`` items, each its own short transaction.
+        """
+        cutoff = self._prune_cutoff(older_than)
+        wanted = self._prune_statuses(statuses)
+        batch = min(validate_positive_int("batch_size", batch_size), MAX_LIMIT)
+        params = {
+            "tenant": self.tenant_id,
+            "first": wanted[0],
+            "second": wanted[-1],
+            "cutoff": self.db.timestamp(cutoff),
+            "batch": batch,
+        }
+        sql = self._sql(PRUNE)
+
+        def work(cur: Any) -> int:
+            cur.execute(sql, params)
+            return int(cur.rowcount)
+
+        total = 0
+        while True:
+            # Until a batch finds nothing: a batch can free items for the next one (a failed
+            # dependent pruned lets its completed dependency go).
+            deleted = self.db.transaction(work)
+            if deleted == 0:
+                return total
+            total += deleted
+
+    @staticmethod
+    def _prune_cutoff(older_than: Any) -> datetime:
+        if isinstance(older_than, timedelta):
+            if older_than < timedelta(0):
+                raise InvalidArgumentError("older_than", older_than, "must not be negative")
+            return truncate_to_ms(utcnow() - older_than)
+        if isinstance(older_than, datetime):
+            return truncate_to_ms(to_utc(older_than))
+        raise InvalidArgumentError("older_than", older_than, "must be a timedelta or a datetime")
+
+    @staticmethod
+    def _prune_statuses(statuses: Any) -> tuple[str, ...]:
+        given = (statuses,) if isinstance(statuses, str) else statuses
+        if not isinstance(given, (list, tuple)) or not given:
+            raise InvalidArgumentError(
+                "statuses", statuses, "must be a non-empty sequence of statuses"
+            )
+        for status in given:
+            if status not in FINISHED_STATUSES or not isinstance(status, str):
+                raise InvalidArgumentError(
+                    "statuses",
+                    statuses,
+                    f"only finished items can be pruned: {', '.join(FINISHED_STATUSES)}"
+                    " (cancelled items are failed)",
+                )
+        return tuple(sorted(set(given)))
 
     # ------------------------------------------------------------------ insight
 
