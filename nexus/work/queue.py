@@ -102,6 +102,8 @@ CHUNK = 500
 STATUSES = ("ready", "pending", "blocked", "in_progress", "completed", "failed")
 #: The statuses :meth:`WorkQueue.prune` may delete: an item in them is finished.
 FINISHED_STATUSES = ("completed", "failed")
+#: Longest pause between two prune batches on SQLite (seconds), for other writers.
+PRUNE_MAX_PAUSE = 0.25
 #: The metadata value of a key whose value lives in work_items (revision 0005).
 ROUTED = {"$nexus": "work_items"}
 _ENQUEUE_KEYS = {
@@ -1023,10 +1025,16 @@ class WorkQueue:
         while True:
             # Until a batch finds nothing: a batch can free items for the next one (a failed
             # dependent pruned lets its completed dependency go).
+            started = time.monotonic()
             deleted = self.db.transaction(work)
             if deleted == 0:
                 return total
             total += deleted
+            if not self.db.is_postgresql:
+                # SQLite has one writer at a time, and a claimer waiting in its busy handler
+                # polls every few ms: without a pause the next batch would always win the
+                # lock. Pausing as long as the batch took leaves writers at least half the time.
+                time.sleep(min(time.monotonic() - started, PRUNE_MAX_PAUSE))
 
     @staticmethod
     def _prune_cutoff(older_than: Any) -> datetime:
