@@ -11,6 +11,7 @@ transactions of at most ``batch_size`` items.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -301,3 +302,72 @@ def test_a_huge_batch_size_is_fine(queue: WorkQueue) -> None:
     complete(queue)
     time.sleep(0.01)
     assert queue.prune(timedelta(0), batch_size=2**62) == 1
+
+
+def test_a_completed_dependent_stays_completed_when_its_dependency_is_pruned(
+    store: SQLAlchemyMetadataStore, queue: WorkQueue
+) -> None:
+    queue.enqueue("/dag/first")
+    complete(queue)
+    cutoff = moment_between()
+    queue.enqueue("/dag/second", depends_on="/dag/first")
+    complete(queue)
+    assert queue.prune(cutoff) == 1
+    item = queue.get_work_item("/dag/second")
+    assert item is not None and item["status"] == "completed"
+    assert item["blocker_count"] == 1  # the missing reference
+    assert [b["why"] for b in queue.explain_blocked("/dag/second")] == ["missing"]
+
+
+def test_an_item_finished_by_a_metadata_write_has_no_finished_at_and_stays(
+    store: SQLAlchemyMetadataStore, queue: WorkQueue
+) -> None:
+    store.put("/by/hand")
+    store.set_file_metadata("/by/hand", "status", "completed")
+    item = queue.get_work_item("/by/hand")
+    assert item is not None and item["finished_at"] is None
+    time.sleep(0.01)
+    assert queue.prune(timedelta(0)) == 0
+    assert live_paths(store) == ["/by/hand"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_postgresql_claims_go_on_while_a_batch_is_open(
+    queue: WorkQueue, make_queue: Callable[..., WorkQueue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prune batch held open (its transaction waits before the commit): a claim from another
+    session goes through meanwhile. Lock behaviour, not timing: the batch is released only
+    after the claim has returned."""
+    queue.enqueue_many([{"path": f"/old/{i:02}"} for i in range(50)])
+    complete(queue)
+    queue.enqueue("/now/ready")
+    time.sleep(0.01)
+
+    pruner = make_queue()
+    inside, release = threading.Event(), threading.Event()
+    transaction = pruner.db.transaction
+
+    def holding(work: Callable[[Any], Any], **kwargs: Any) -> Any:
+        def held(cur: Any) -> Any:
+            result = work(cur)
+            if result:
+                inside.set()
+                release.wait(60)
+            return result
+
+        return transaction(held, **kwargs)
+
+    monkeypatch.setattr(pruner.db, "transaction", holding)
+    pruned: list[int] = []
+    prune_thread = threading.Thread(
+        target=lambda: pruned.append(pruner.prune(timedelta(seconds=0.005)))
+    )
+    prune_thread.start()
+    try:
+        assert inside.wait(30)
+        claimed = make_queue().claim_ready_work("w2")
+        assert [i["virtual_path"] for i in claimed] == ["/now/ready"]
+    finally:
+        release.set()
+        prune_thread.join(timeout=60)
+    assert pruned == [50]
