@@ -55,7 +55,16 @@ class NexusGroup(click.Group):
             raise click.ClickException(one_line(f"{type(exc).__name__}: {exc}")) from exc
 
 
-def db_option(command: F) -> F:
+TENANT_KEY = "nexus.tenant"
+
+
+def _remember_tenant(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    ctx.meta[TENANT_KEY] = value
+    return value
+
+
+def database_option(command: F) -> F:
+    """``--db`` alone (the schema commands, which see every tenant)."""
     return click.option(
         "--db",
         "db",
@@ -65,6 +74,26 @@ def db_option(command: F) -> F:
         help="SQLite path or database URL [env NEXUS_DATABASE_URL; "
         "default ./nexus-data/metadata.db]",
     )(command)
+
+
+def db_option(command: F) -> F:
+    """``--db`` (passed to the command) and ``--tenant`` (kept for :func:`open_store`)."""
+    command = click.option(
+        "--tenant",
+        envvar="NEXUS_TENANT",
+        default="default",
+        show_default=True,
+        expose_value=False,
+        callback=_remember_tenant,
+        help="The tenant whose paths and items the command sees [env NEXUS_TENANT].",
+    )(command)
+    return database_option(command)
+
+
+def tenant() -> str:
+    """The --tenant of the running command."""
+    ctx = click.get_current_context(silent=True)
+    return str(ctx.meta.get(TENANT_KEY, "default")) if ctx is not None else "default"
 
 
 def json_option(command: F) -> F:
@@ -81,7 +110,7 @@ def database(db: str | None) -> str:
 
 
 def open_store(db: str | None) -> SQLAlchemyMetadataStore:
-    return SQLAlchemyMetadataStore(database(db))
+    return SQLAlchemyMetadataStore(database(db), tenant_id=tenant())
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from sqlalchemy import Engine
 
-from nexus.cli.common import database, db_option, emit, emit_json, json_option, refuse
+from nexus.cli.common import database, database_option, emit, emit_json, json_option, refuse
 from nexus.cli.keys import REVISION_KEYS
 from nexus.storage import migrate
 from nexus.storage.engine import create_engine, resolve_database_url
@@ -49,7 +49,7 @@ def db() -> None:
 
 
 @db.command()
-@db_option
+@database_option
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 @json_option
 def upgrade(db: str | None, revision: str, as_json: bool) -> None:
@@ -60,7 +60,7 @@ def upgrade(db: str | None, revision: str, as_json: bool) -> None:
 
 
 @db.command()
-@db_option
+@database_option
 @click.option("--revision", required=True, help='Target revision; "base" removes everything.')
 @json_option
 def downgrade(db: str | None, revision: str, as_json: bool) -> None:
@@ -71,7 +71,7 @@ def downgrade(db: str | None, revision: str, as_json: bool) -> None:
 
 
 @db.command()
-@db_option
+@database_option
 @json_option
 def current(db: str | None, as_json: bool) -> None:
     """Print the database's revision and the head this version of nexus ships."""
@@ -80,7 +80,7 @@ def current(db: str | None, as_json: bool) -> None:
 
 
 @db.command()
-@db_option
+@database_option
 @json_option
 def check(db: str | None, as_json: bool) -> None:
     """Exit 0 if the schema is at head, 1 if it needs `nexus db upgrade`."""

@@ -92,9 +92,10 @@ def _print_views(store: Any, names: tuple[str, ...] | None = None) -> None:
     metavar="PATH_OR_URL",
     help="Database for the metadata [env NEXUS_DATABASE_URL; default <data-dir>/metadata.db].",
 )
-def demo(data_dir: str, db: str | None) -> None:
+@click.option("--tenant", envvar="NEXUS_TENANT", default="default", show_default=True)
+def demo(data_dir: str, db: str | None, tenant: str) -> None:
     """Build a small dependency graph and print the five work views."""
-    config: dict[str, Any] = {"data_dir": data_dir}
+    config: dict[str, Any] = {"data_dir": data_dir, "tenant_id": tenant}
     if db:
         config["database_url"] = db
     with connect(config) as nx:

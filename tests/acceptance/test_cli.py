@@ -251,3 +251,25 @@ def test_usage_errors_exit_2(runner: CliRunner, tmp_path: Path, args: list[str])
     result = runner.invoke(cli, [*args, "--db", str(tmp_path / "u.db")])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+
+
+def test_tenant_comes_from_the_option_or_the_environment(
+    runner: CliRunner, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (
+        runner.invoke(cli, ["work", "enqueue", "/a", "--db", db_url, "--tenant", "a"]).exit_code
+        == 0
+    )
+    monkeypatch.setenv("NEXUS_TENANT", "b")
+    assert runner.invoke(cli, ["work", "enqueue", "/b", "--db", db_url]).exit_code == 0
+    monkeypatch.delenv("NEXUS_TENANT")
+
+    def ready(*tenant: str) -> list[str]:
+        result = runner.invoke(cli, ["work", "ready", "--db", db_url, "--json", *tenant])
+        return [item["virtual_path"] for item in json.loads(result.stdout)["items"]]
+
+    assert ready("--tenant", "a") == ["/a"]
+    assert ready("--tenant", "b") == ["/b"]
+    assert ready() == []  # the default tenant has nothing
+    with SQLAlchemyMetadataStore(db_url, tenant_id="a") as store:
+        assert [r.virtual_path for r in store.list()] == ["/a"]
