@@ -61,6 +61,7 @@ REVISION_KEYS = ("revision", "head", "up_to_date")
 GRAPH_KEYS = ("root", "tag", "direction", "nodes", "edges", "truncated")
 GRAPH_NODE_KEYS = ("path", "path_id", "status", "priority", "tags")
 GRAPH_EDGE_KEYS = ("from", "to")
+PRUNE_KEYS = ("pruned", "statuses", "cutoff")
 WORKER_KEYS = ("worker_id", "claimed", "completed", "failed", "lost", "released", "seconds")
 
 # The five work views, by command name: (store page method, extra columns of the view).
@@ -98,6 +99,7 @@ DOCUMENT_KEYS: dict[str, tuple[str, ...]] = {
     "work history": PAGE,
     "work graph": GRAPH_KEYS,
     "work stats": STATS_KEYS,
+    "work prune": PRUNE_KEYS,
     "worker run": WORKER_KEYS,
 }
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from nexus.cli import files
+from nexus.cli import files, retention
 from nexus.cli.common import NexusGroup, console, table
 from nexus.cli.db import db
 from nexus.cli.work import work
@@ -75,6 +75,7 @@ cli.add_command(files.ls)
 cli.add_command(files.rm)
 cli.add_command(files.meta)
 cli.add_command(work)
+work.add_command(retention.prune)
 cli.add_command(worker)
 
 

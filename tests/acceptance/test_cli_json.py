@@ -98,6 +98,7 @@ SCENARIOS: list[tuple[str, Args, int]] = [
     ("work cancel", lambda q: ["/s/parked"], 0),
     ("work retry", lambda q: ["/s/dead"], 0),
     ("work reclaim", lambda q: [], 0),
+    ("work prune", lambda q: ["--older-than", "0s", "--status", "completed"], 0),
     ("worker run", lambda q: ["--until-idle", "--", "true"], 0),
 ]
 

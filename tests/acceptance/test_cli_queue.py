@@ -203,3 +203,31 @@ def test_reclaim(db_url: str) -> None:
     time.sleep(0.15)
     assert run(db_url, "work", "reclaim") == "reclaimed 1\n"
     assert item(db_url, "/r/lease")["status"] == "ready"
+
+
+def test_prune_deletes_what_finished_before_the_cutoff(db_url: str) -> None:
+    run(db_url, "work", "enqueue", "/p/done")
+    run(db_url, "work", "enqueue", "/p/dead", "--max-attempts", "1")
+    run(db_url, "work", "enqueue", "/p/open", "--status", "pending")
+    for path in ("/p/done", "/p/dead"):
+        [claimed] = run_json(db_url, "work", "claim", "--prefix", path)["items"]
+        token = claimed["lease_token"]
+        if path == "/p/done":
+            run(db_url, "work", "complete", path, "--token", token)
+        else:
+            run(db_url, "work", "fail", path, "--token", token, "--error", "x")
+    time.sleep(0.05)
+    assert run(db_url, "work", "prune", "--older-than", "1h") == "pruned 0\n"
+    document = run_json(db_url, "work", "prune", "--older-than", "0s")
+    assert document["pruned"] == 1 and document["statuses"] == ["completed"]
+    assert document["cutoff"].endswith("+00:00")
+    with SQLAlchemyMetadataStore(db_url) as store:
+        assert [r.virtual_path for r in store.list("/p/")] == ["/p/dead", "/p/open"]
+    both = run_json(
+        db_url, "work", "prune", "--older-than", "0s", "--status", "completed", "--status", "failed"
+    )
+    assert both["pruned"] == 1
+    with SQLAlchemyMetadataStore(db_url) as store:
+        assert [r.virtual_path for r in store.list("/p/")] == ["/p/open"]
+    assert invoke(db_url, "work", "prune").exit_code == 2  # --older-than is required
+    assert invoke(db_url, "work", "prune", "--older-than", "1d", "--status", "ready").exit_code == 2
