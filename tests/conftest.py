@@ -232,3 +232,26 @@ def store_pair(
         SQLAlchemyMetadataStore(pg_url) as pg,
     ):
         yield lite, pg
+
+
+# Fixtures that need the PostgreSQL server, whether a test names them or a fixture it uses
+# asks for them.
+POSTGRES_FIXTURES = frozenset({"pg_server", "pg_migrated_url", "store_pair"})
+
+
+def needs_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and any(
+        name == "backend" and value == "postgresql" for name, value in callspec.params.items()
+    ):
+        return True
+    return bool(POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs PostgreSQL carries the ``postgresql`` mark, so that ``-m
+    postgresql`` and ``-k postgresql`` (which matches marks too) select all of them, also the
+    ones that are not parametrized over the backend."""
+    for item in items:
+        if needs_postgres(item):
+            item.add_marker(pytest.mark.postgresql)
