@@ -6,20 +6,25 @@ that fails without it (on SQLite and PostgreSQL):
 * the rescue of expired leases touches only its own tenant's items;
 * an expired lease that nobody has rescued yet is still honoured by heartbeat, complete,
   fail and release (fencing is by token, not by the clock);
-* the fencing of the other calls: a released or failed item's old token is refused.
+* the fencing of the other calls: a released or failed item's old token is refused, and a
+  settled item holds no lease;
+* heartbeat's default is the last lease's length; ``reclaim_expired_leases`` rescues all
+  expired leases, however many batches that takes; an error text is kept to 4,000
+  characters; a release leaves the item as it was (attempts, ``last_error``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from nexus import LeaseLostError
 from nexus.work import RetryPolicy, WorkQueue
+from nexus.work import queue as queue_module
 
 NO_DELAY = RetryPolicy(base_seconds=0, jitter=0)
 
@@ -183,3 +188,88 @@ def test_a_token_is_dead_once_its_lease_was_settled(
     assert item is not None
     assert (item["status"], item["worker_id"]) == ("in_progress", "worker-2")
     queue.complete_work("/jobs/a", second["lease_token"])
+
+
+def test_settled_items_hold_no_lease(make_queue: Callable[..., WorkQueue]) -> None:
+    queue = make_queue(retry_policy=NO_DELAY)
+    queue.enqueue_many(
+        [
+            {"path": f"/jobs/{name}", "max_attempts": 1 if name == "dead" else 3}
+            for name in ("done", "retried", "dead", "released", "cancelled", "rescued")
+        ]
+    )
+    held = {
+        item["virtual_path"]: item["lease_token"]
+        for item in queue.claim_ready_work("worker-1", limit=6, lease_seconds=60)
+    }
+    queue.complete_work("/jobs/done", held["/jobs/done"])
+    queue.fail_work("/jobs/retried", held["/jobs/retried"], "boom")
+    queue.fail_work("/jobs/dead", held["/jobs/dead"], "boom")
+    queue.release_work("/jobs/released", held["/jobs/released"])
+    queue.cancel_work("/jobs/cancelled")
+    queue.heartbeat("/jobs/rescued", held["/jobs/rescued"], lease_seconds=0.05)
+    expire(queue, "/jobs/rescued")
+    assert queue.reclaim_expired_leases() == 1
+    for path in held:
+        item = queue.get_work_item(path)
+        assert item is not None and item["status"] != "in_progress"
+        assert (path, item["lease_expires_at"]) == (path, None)
+
+
+# ---------------------------------------------------------------- the smaller promises
+
+
+def test_heartbeat_extends_by_the_last_lease_length_by_default(queue: WorkQueue) -> None:
+    queue.enqueue("/jobs/long")
+    [item] = queue.claim_ready_work("worker-1", lease_seconds=30)
+
+    def extended_by(seconds: float, **kwargs: float) -> bool:
+        before = datetime.now(timezone.utc)
+        expires = queue.heartbeat("/jobs/long", item["lease_token"], **kwargs)
+        after = datetime.now(timezone.utc)
+        window = timedelta(seconds=seconds)
+        # Timestamps are cut to milliseconds.
+        return before + window - timedelta(milliseconds=1) <= expires <= after + window
+
+    assert extended_by(30)  # the claim's lease
+    assert extended_by(600, lease_seconds=600)
+    assert extended_by(600)  # now the last heartbeat's lease
+    stored = queue.get_work_item("/jobs/long")
+    assert stored is not None and stored["lease_expires_at"] is not None
+    assert stored["lease_expires_at"] > datetime.now(timezone.utc) + timedelta(seconds=500)
+
+
+def test_reclaim_expired_leases_rescues_every_batch(
+    queue: WorkQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue_module, "RECLAIM_BATCH", 3)
+    queue.enqueue_many([{"path": f"/jobs/{i}"} for i in range(7)])
+    claimed = queue.claim_ready_work("worker-1", limit=7, lease_seconds=0.05)
+    assert len(claimed) == 7
+    for item in claimed:
+        expire(queue, item["virtual_path"])
+    assert queue.reclaim_expired_leases() == 7
+    assert queue.work_stats()["by_status"]["ready"] == 7
+
+
+def test_an_error_text_is_kept_to_4000_characters(make_queue: Callable[..., WorkQueue]) -> None:
+    queue = make_queue(retry_policy=NO_DELAY)
+    queue.enqueue("/jobs/noisy", max_attempts=1)
+    [item] = queue.claim_ready_work("worker-1")
+    assert queue.fail_work("/jobs/noisy", item["lease_token"], "e" * 5000) == "failed"
+    failed = queue.get_work_item("/jobs/noisy")
+    assert failed is not None and failed["last_error"] == "e" * 4000
+    [event] = [e for e in queue.get_work_history("/jobs/noisy") if e["event"] == "failed"]
+    assert event["detail"]["error"] == "e" * 4000
+
+
+def test_a_release_leaves_the_item_as_it_was(make_queue: Callable[..., WorkQueue]) -> None:
+    queue = make_queue(retry_policy=NO_DELAY)
+    queue.enqueue("/jobs/a")
+    [first] = queue.claim_ready_work("worker-1")
+    queue.fail_work("/jobs/a", first["lease_token"], "boom")
+    [second] = queue.claim_ready_work("worker-2")
+    queue.release_work("/jobs/a", second["lease_token"])
+    item = queue.get_work_item("/jobs/a")
+    assert item is not None
+    assert (item["status"], item["attempts"], item["last_error"]) == ("ready", 1, "boom")
