@@ -1,7 +1,8 @@
 """Concurrency claims of the work queue, proven with real processes on SQLite and PostgreSQL:
 N claimers never get the same item, a SIGKILLed worker's item is reclaimed and finished by
 another, the Worker runner stops gracefully on SIGTERM, and the seed's worker loop rewritten
-on claim_ready_work processes everything exactly once."""
+on claim_ready_work processes everything exactly once. A child that dies fails its test at
+once, with the child's exit code, instead of leaving the test waiting for its result."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from queue import Empty
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -25,6 +29,47 @@ from nexus.work import queue as queue_module
 
 pytestmark = pytest.mark.slow
 SPAWN = multiprocessing.get_context("spawn")
+# Children that exited 0 have put their result; the queue's feeder may need a moment more.
+RESULT_GRACE_SECONDS = 5.0
+
+
+def _died(procs: Sequence[Any]) -> str:
+    return ", ".join(f"{proc.name} exited with {proc.exitcode}" for proc in procs if proc.exitcode)
+
+
+def _fail(procs: Sequence[Any], message: str) -> None:
+    """Fail the test, after stopping the children still running (they would outlive it)."""
+    for proc in procs:
+        if proc.exitcode is None:
+            proc.terminate()
+            proc.join(10)
+    pytest.fail(message, pytrace=False)
+
+
+def results_of(
+    procs: Sequence[Any],
+    out: multiprocessing.Queue,
+    timeout: float,  # type: ignore[type-arg]
+) -> list[Any]:
+    """One result per child from ``out``; fails as soon as a child has died without one."""
+    results: list[Any] = []
+    deadline = time.monotonic() + timeout
+    all_exited_at: float | None = None
+    while len(results) < len(procs):
+        try:
+            results.append(out.get(timeout=0.2))
+            continue
+        except Empty:
+            pass
+        if _died(procs):
+            _fail(procs, f"{_died(procs)} before reporting its result")
+        if all(proc.exitcode is not None for proc in procs):
+            all_exited_at = all_exited_at or time.monotonic()
+            if time.monotonic() - all_exited_at > RESULT_GRACE_SECONDS:
+                _fail(procs, "every child exited, some without a result")
+        if time.monotonic() > deadline:
+            _fail(procs, f"no result from every child after {timeout} s")
+    return results
 
 
 def _claimer(db_url: str, worker_id: str, batch: int, out: multiprocessing.Queue) -> None:
@@ -41,6 +86,7 @@ def _claimer(db_url: str, worker_id: str, batch: int, out: multiprocessing.Queue
     out.put(claimed)
 
 
+@pytest.mark.timeout(240)
 def test_concurrent_claimers_get_each_item_exactly_once(db_url: str) -> None:
     n_items, n_workers = 2000, 4
     with SQLAlchemyMetadataStore(db_url) as store:
@@ -54,7 +100,7 @@ def test_concurrent_claimers_get_each_item_exactly_once(db_url: str) -> None:
     ]
     for proc in procs:
         proc.start()
-    results = [out.get(timeout=240) for _ in procs]
+    results = results_of(procs, out, timeout=200)
     for proc in procs:
         proc.join(timeout=30)
         assert proc.exitcode == 0
@@ -79,6 +125,7 @@ def _hold_forever(db_url: str, ready: multiprocessing.Event) -> None:  # type: i
         time.sleep(600)
 
 
+@pytest.mark.timeout(120)
 def test_sigkilled_workers_item_is_reclaimed_and_finished(db_url: str) -> None:
     with SQLAlchemyMetadataStore(db_url) as store:
         queue = WorkQueue(store)
@@ -86,7 +133,11 @@ def test_sigkilled_workers_item_is_reclaimed_and_finished(db_url: str) -> None:
         ready = SPAWN.Event()
         proc = SPAWN.Process(target=_hold_forever, args=(db_url, ready))
         proc.start()
-        assert ready.wait(60)
+        deadline = time.monotonic() + 60
+        while not ready.wait(0.2):
+            if proc.exitcode is not None:
+                pytest.fail(f"the worker exited with {proc.exitcode} before claiming")
+            assert time.monotonic() < deadline, "the worker never claimed its item"
         os.kill(proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
         proc.join(10)
         assert queue.claim_ready_work("rescuer") == []  # the lease is still valid
@@ -125,6 +176,7 @@ WORKER_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.timeout(120)
 def test_worker_stops_gracefully_on_sigterm(db_url: str, tmp_path: Path) -> None:
     with SQLAlchemyMetadataStore(db_url) as store:
         WorkQueue(store).enqueue_many([{"path": f"/g/{i}", "priority": i} for i in range(3)])
@@ -134,7 +186,10 @@ def test_worker_stops_gracefully_on_sigterm(db_url: str, tmp_path: Path) -> None
         [sys.executable, str(script), db_url], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
-    assert proc.stdout.readline().split() == ["started", "/g/0"]
+    first = proc.stdout.readline()  # "" at once if the worker died
+    if not first:
+        pytest.fail(f"the worker exited with {proc.wait(timeout=30)} before starting an item")
+    assert first.split() == ["started", "/g/0"]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
@@ -166,6 +221,7 @@ def _seed_worker_loop(
     out.put(processed)
 
 
+@pytest.mark.timeout(180)
 def test_seed_worker_loop_on_claims(db_url: str, tmp_path: Path) -> None:
     with nexus.connect(config={"data_dir": str(tmp_path), "database_url": db_url}) as nx:
         for i in range(60):
@@ -178,7 +234,8 @@ def test_seed_worker_loop_on_claims(db_url: str, tmp_path: Path) -> None:
     ]
     for proc in procs:
         proc.start()
-    processed = [job for _ in procs for job in out.get(timeout=120)]
+    processed = [job for jobs in results_of(procs, out, timeout=120) for job in jobs]
     for proc in procs:
         proc.join(30)
+        assert proc.exitcode == 0
     assert sorted(processed) == sorted(f"job-{i}" for i in range(60))
