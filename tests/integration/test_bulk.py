@@ -4,6 +4,8 @@ graph."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
@@ -18,9 +20,16 @@ def test_put_many_counts_created_and_revives_deleted(store: SQLAlchemyMetadataSt
     record = store.get("/b")
     assert record is not None and record.size_bytes == 3 and record.content_hash == "h"
     store.set_file_metadata("/a", "status", "ready")
+    before = store.get("/a")
+    assert before is not None
     store.delete("/a")
+    time.sleep(0.005)  # timestamps have millisecond precision
     assert store.put_many(["/a"]) == 1
     assert store.get_all_file_metadata("/a") == {}
+    revived = store.get("/a")
+    # As with put: the same path_id, a new created_at.
+    assert revived is not None and revived.path_id == before.path_id
+    assert revived.created_at > before.created_at
     assert [r.virtual_path for r in store.list()] == ["/a", "/b", "/c"]
 
 

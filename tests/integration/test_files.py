@@ -1,6 +1,7 @@
 """Paths on SQLite and PostgreSQL: put is an idempotent upsert, delete is a soft delete that
 removes the path from every read (and a later put brings it back with no old metadata), and
-list(prefix) is a plain, case-sensitive string prefix ordered by path."""
+list(prefix) is a plain, case-sensitive string prefix ordered by path; close() gives every
+server connection back."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from datetime import timezone
 
 import pytest
+import sqlalchemy as sa
 
 from nexus.errors import (
     InvalidArgumentError,
@@ -18,6 +20,7 @@ from nexus.errors import (
     NexusFileNotFoundError,
 )
 from nexus.storage.metadata_store import FileRecord, SQLAlchemyMetadataStore
+from nexus.work import WorkQueue
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -229,6 +232,31 @@ def test_paths_are_scoped_by_tenant(make_store: Callable[..., SQLAlchemyMetadata
     alpha.delete("/shared.json")
     assert beta.exists("/shared.json")
     assert not alpha.exists("/shared.json")
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_close_gives_back_every_server_connection(db_url: str, raw_engine: sa.Engine) -> None:
+    def backends() -> int:
+        with raw_engine.connect() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %(name)s",
+                    {"name": name},
+                ).scalar_one()
+            )
+
+    name = f"nexus-close-{uuid.uuid4().hex[:8]}"
+    store = SQLAlchemyMetadataStore(
+        db_url, engine_options={"connect_args": {"application_name": name}}
+    )
+    queue = WorkQueue(store)
+    queue.enqueue("/jobs/a")
+    assert queue.claim_ready_work("worker-1")  # a driver-level connection
+    store.put("/b")  # a pooled SQLAlchemy connection
+    assert backends() >= 1
+    queue.close()
+    store.close()
+    assert backends() == 0
 
 
 def test_closed_store_refuses_calls(db_url: str) -> None:
