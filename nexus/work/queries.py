@@ -330,6 +330,21 @@ RETRY = Query(
     WHERE path_id = %(path_id)s AND status = 'failed'""",
 )
 
+REVOKE = Query(
+    "revoke",
+    "An operator's release: an in-progress item back to ready, the attempt not counted.",
+    """
+    UPDATE work_items SET status = 'ready', lease_token = NULL, lease_expires_at = NULL,
+        attempts = max(attempts - 1, 0), run_after = NULL
+    WHERE path_id = :path_id AND status = 'in_progress'
+    RETURNING worker_id""",
+    """
+    UPDATE work_items SET status = 'ready', lease_token = NULL, lease_expires_at = NULL,
+        attempts = greatest(attempts - 1, 0), run_after = NULL
+    WHERE path_id = %(path_id)s AND status = 'in_progress'
+    RETURNING worker_id""",
+)
+
 # ------------------------------------------------------------------------------- rescue
 
 RECLAIM = Query(
@@ -566,6 +581,93 @@ SET_QUEUE_COLUMNS = Query(
     WHERE path_id = %(path_id)s""",
 )
 
+# ----------------------------------------------------------------- metrics and dashboard
+# Maintained by revision 0006's triggers on work_history; read without scanning history.
+
+#: Upper bounds (seconds) of the claim-to-complete buckets counted by revision 0006.
+RUN_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
+
+EVENT_COUNTS = Query(
+    "event_counts",
+    "The maintained event counters of a tenant (summed over shards): n and total.",
+    """SELECT counter, sum(n), sum(total) FROM work_event_counts WHERE tenant_id = :tenant
+    GROUP BY counter""",
+    """SELECT counter, sum(n)::bigint, sum(total) FROM work_event_counts
+    WHERE tenant_id = %(tenant)s GROUP BY counter""",
+)
+
+EVENTS_HOURLY = Query(
+    "events_hourly",
+    "Completed / failed / retried per UTC hour since :since (maintained, a key range).",
+    """SELECT hour, event, sum(n) FROM work_event_hourly
+    WHERE tenant_id = :tenant AND hour >= :since GROUP BY hour, event ORDER BY hour""",
+    """SELECT hour, event, sum(n)::bigint FROM work_event_hourly
+    WHERE tenant_id = %(tenant)s AND hour >= %(since)s GROUP BY hour, event ORDER BY hour""",
+)
+
+OLDEST_READY = Query(
+    "oldest_ready",
+    "When the longest-waiting ready item became ready: the first entry of its index.",
+    """SELECT coalesce(run_after, created_at) FROM work_items INDEXED BY ix_work_items_ready_since
+    WHERE tenant_id = :tenant AND status = 'ready' AND unresolved_count = 0
+    ORDER BY coalesce(run_after, created_at) LIMIT 1""",
+    """SELECT coalesce(run_after, created_at) FROM work_items
+    WHERE tenant_id = %(tenant)s AND status = 'ready' AND unresolved_count = 0
+    ORDER BY coalesce(run_after, created_at) LIMIT 1""",
+)
+
+ITEMS_BY_IDS = Query(
+    "items_by_ids",
+    "Work items by a list of path_ids.",
+    f"""SELECT {_ITEM_COLUMNS} FROM work_items w JOIN file_paths p ON p.path_id = w.path_id
+    WHERE w.path_id IN (SELECT value FROM json_each(:ids)) AND w.tenant_id = :tenant""",
+    f"""SELECT {_ITEM_COLUMNS} FROM work_items w JOIN file_paths p ON p.path_id = w.path_id
+    WHERE w.path_id = ANY (%(ids)s::text[]) AND w.tenant_id = %(tenant)s""",
+)
+
+_FAILED_KEY = "coalesce(w.finished_at, w.created_at)"
+FAILED_PAGE = Query(
+    "failed_page",
+    "A page of failed items, most recently finished first (keyset on the failed index).",
+    f"""SELECT {_ITEM_COLUMNS}, {_FAILED_KEY}
+    FROM work_items w INDEXED BY ix_work_items_failed JOIN file_paths p ON p.path_id = w.path_id
+    WHERE w.tenant_id = :tenant AND w.status = 'failed'
+      AND (:after_key IS NULL OR {_FAILED_KEY} < :after_key
+           OR ({_FAILED_KEY} = :after_key AND w.path_id > :after_id))
+    ORDER BY {_FAILED_KEY} DESC, w.path_id LIMIT :limit""",
+    f"""SELECT {_ITEM_COLUMNS}, {_FAILED_KEY}
+    FROM work_items w JOIN file_paths p ON p.path_id = w.path_id
+    WHERE w.tenant_id = %(tenant)s AND w.status = 'failed'
+      AND (%(after_key)s::timestamptz IS NULL OR {_FAILED_KEY} < %(after_key)s::timestamptz
+           OR ({_FAILED_KEY} = %(after_key)s::timestamptz AND w.path_id > %(after_id)s::text))
+    ORDER BY {_FAILED_KEY} DESC, w.path_id LIMIT %(limit)s""",
+)
+
+HOLDERS = Query(
+    "holders",
+    "Items held per worker, and the soonest lease expiry of each (the in-progress index).",
+    """SELECT worker_id, count(*), min(lease_expires_at)
+    FROM work_items INDEXED BY ix_work_items_in_progress
+    WHERE tenant_id = :tenant AND status = 'in_progress' GROUP BY worker_id""",
+    """SELECT worker_id, count(*), min(lease_expires_at) FROM work_items
+    WHERE tenant_id = %(tenant)s AND status = 'in_progress' GROUP BY worker_id""",
+)
+
+_RECENT_WORKERS = """SELECT h.worker_id, max(h.at) AS last_seen, count(*) AS events,
+        sum(CASE WHEN h.event = 'claimed' THEN 1 ELSE 0 END),
+        sum(CASE WHEN h.event = 'completed' THEN 1 ELSE 0 END),
+        sum(CASE WHEN h.event IN ('failed', 'retried') THEN 1 ELSE 0 END)
+    FROM (SELECT worker_id, at, event FROM work_history WHERE tenant_id = {tenant}
+          ORDER BY id DESC LIMIT {window}) h
+    WHERE h.worker_id IS NOT NULL
+    GROUP BY h.worker_id ORDER BY last_seen DESC, h.worker_id LIMIT {limit}"""
+RECENT_WORKERS = Query(
+    "recent_workers",
+    "Workers named in the last :window history rows (newest first), with their event counts.",
+    _RECENT_WORKERS.format(tenant=":tenant", window=":window", limit=":limit"),
+    _RECENT_WORKERS.format(tenant="%(tenant)s", window="%(window)s", limit="%(limit)s"),
+)
+
 QUERIES: dict[str, Query] = {
     query.name: query
     for query in (
@@ -581,6 +683,7 @@ QUERIES: dict[str, Query] = {
         SETTLE,
         CANCEL,
         RETRY,
+        REVOKE,
         RECLAIM,
         PRUNE,
         ITEM_BY_ID,
@@ -594,5 +697,12 @@ QUERIES: dict[str, Query] = {
         TARGET_BY_ID,
         TARGET_BY_PATH,
         SET_QUEUE_COLUMNS,
+        EVENT_COUNTS,
+        EVENTS_HOURLY,
+        OLDEST_READY,
+        ITEMS_BY_IDS,
+        FAILED_PAGE,
+        HOLDERS,
+        RECENT_WORKERS,
     )
 }

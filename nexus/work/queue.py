@@ -18,6 +18,8 @@ and every lease check locks the item's row, so a stale token can never win a rac
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import threading
 import time
@@ -68,21 +70,30 @@ from nexus.work.queries import (
     DEFERRED,
     DEPENDENTS,
     EDGES,
+    EVENT_COUNTS,
+    EVENTS_HOURLY,
     EXTEND_LEASE,
+    FAILED_PAGE,
     HISTORY,
+    HOLDERS,
     INSERT_ITEMS,
     ITEM_BY_ID,
     ITEM_BY_PATH,
+    ITEMS_BY_IDS,
     LOCK_HELD,
+    OLDEST_READY,
     PATH_ID_BY_ID,
     PATH_ID_BY_PATH,
     PROMOTED,
     PRUNE,
+    RECENT_WORKERS,
     RECLAIM,
     RECORD,
     RECORD_CLAIMS,
     RECORD_COMPLETIONS,
     RETRY,
+    REVOKE,
+    RUN_SECONDS_BUCKETS,
     SET_QUEUE_COLUMNS,
     SETTLE,
     TARGET_BY_ID,
@@ -977,6 +988,23 @@ class WorkQueue:
 
         self.db.transaction(work)
 
+    def revoke_lease(self, path: str) -> None:
+        """Take an in_progress item back from its worker (an operator's release, no token
+        needed): ready again, the attempt not counted. The worker's complete/fail/heartbeat
+        raise LeaseLostError from then on."""
+        ref = validate_path_or_id(path)
+
+        def work(cur: Any) -> None:
+            now = self.db.timestamp(truncate_to_ms(utcnow()))
+            item = self._require_item(cur, ref)
+            cur.execute(self._sql(REVOKE), {"path_id": item["path_id"]})
+            row = cur.fetchone()
+            if row is None:
+                raise WorkItemNotFoundError(ref, f"is {item['status']}, not in_progress")
+            self._record(cur, [(item["path_id"], "released", row[0], {"by": "operator"})], now)
+
+        self.db.transaction(work)
+
     def _require_item(self, cur: Any, ref: str) -> WorkItem:
         query = ITEM_BY_ID if is_path_id(ref) else ITEM_BY_PATH
         cur.execute(self._sql(query), {"ref": ref, "tenant": self.tenant_id})
@@ -1217,6 +1245,209 @@ class WorkQueue:
                 "timing_hourly": work_timing_hourly,
             }
         )
+
+    # ------------------------------------------------------------------ metrics and dashboard
+
+    def work_event_counts(self) -> dict[str, Any]:
+        """The history's maintained counters (revision 0006; O(1) in items and history).
+
+        ``events``: {event: count} of every history event ever recorded (``claimed``,
+        ``completed``, ``retried``, ``failed``...; pruning the history does not lower them);
+        ``dead_letters``: items that ran out of attempts; ``run_seconds``: claim-to-complete
+        times of completions, ``{"count", "sum", "buckets"}`` with ``buckets`` a list of
+        (upper bound, cumulative count) ending with ``(inf, count)``.
+        """
+
+        def work(cur: Any) -> list[tuple[str, int, float]]:
+            cur.execute(self._sql(EVENT_COUNTS), {"tenant": self.tenant_id})
+            return [(str(name), int(n), float(total)) for name, n, total in cur.fetchall()]
+
+        rows = self.db.transaction(work, write=False)
+        events: dict[str, int] = {}
+        by_bound: dict[float, int] = {}
+        run_count, run_sum, dead_letters = 0, 0.0, 0
+        for name, n, total in rows:
+            if name.startswith("run_le:"):
+                by_bound[float(name[len("run_le:") :])] = n
+            elif name == "run_seconds":
+                run_count, run_sum = n, total
+            elif name == "dead_letter":
+                dead_letters = n
+            else:
+                events[name] = n
+        buckets: list[tuple[float, int]] = []
+        cumulative = 0
+        for bound in (*RUN_SECONDS_BUCKETS, float("inf")):
+            cumulative += by_bound.get(bound, 0)
+            buckets.append((bound, cumulative))
+        return {
+            "events": events,
+            "dead_letters": dead_letters,
+            "run_seconds": {"count": run_count, "sum": run_sum, "buckets": buckets},
+        }
+
+    def oldest_ready_at(self) -> datetime | None:
+        """When the longest-waiting item of ``ready_work_items`` became ready (its
+        ``run_after`` if it had one, else its ``created_at``); None when nothing is ready.
+        One index look-up."""
+
+        def work(cur: Any) -> Any:
+            cur.execute(self._sql(OLDEST_READY), {"tenant": self.tenant_id})
+            row = cur.fetchone()
+            return None if row is None else row[0]
+
+        since = self.db.read_timestamp(self.db.transaction(work, write=False))
+        if since is None or since > utcnow():
+            return None  # the first entry is deferred: every ready item is
+        return since
+
+    def work_throughput(self, hours: int = 24) -> list[dict[str, Any]]:
+        """Completed / failed / retried per UTC hour over the last ``hours`` hours, oldest
+        first, one entry per hour (zeros included), from maintained counters."""
+        hours = min(validate_positive_int("hours", hours), 24 * 366)
+        now = utcnow().replace(minute=0, second=0, microsecond=0)
+        since = now - timedelta(hours=hours - 1)
+
+        def work(cur: Any) -> list[tuple[Any, str, int]]:
+            cur.execute(
+                self._sql(EVENTS_HOURLY),
+                {"tenant": self.tenant_id, "since": self.db.timestamp(since)},
+            )
+            return list(cur.fetchall())
+
+        counts: dict[datetime, dict[str, Any]] = {
+            since + timedelta(hours=i): {
+                "hour": since + timedelta(hours=i),
+                "completed": 0,
+                "failed": 0,
+                "retried": 0,
+            }
+            for i in range(hours)
+        }
+        for hour, event, n in self.db.transaction(work, write=False):
+            entry = counts.get(self.db.read_timestamp(hour))  # type: ignore[arg-type]
+            if entry is not None and event in entry:
+                entry[event] = int(n)
+        return list(counts.values())
+
+    def get_work_items(self, path_ids: Sequence[str]) -> list[WorkItem]:
+        """The work items with these path_ids, in the order given (ids that are no work item
+        of this tenant are left out)."""
+        if isinstance(path_ids, str) or not isinstance(path_ids, Sequence):
+            raise InvalidArgumentError("path_ids", path_ids, "must be a list of path_ids")
+        for path_id in path_ids:
+            if not isinstance(path_id, str) or not is_path_id(path_id):
+                raise InvalidArgumentError("path_ids", path_id, "is not a path_id")
+        ids = list(dict.fromkeys(path_ids))
+
+        def work(cur: Any) -> dict[str, WorkItem]:
+            found: dict[str, WorkItem] = {}
+            for start in range(0, len(ids), CHUNK):
+                cur.execute(
+                    self._sql(ITEMS_BY_IDS),
+                    {"ids": self._array(ids[start : start + CHUNK]), "tenant": self.tenant_id},
+                )
+                for row in cur.fetchall():
+                    item = self._item(row)
+                    found[item["path_id"]] = item
+            return found
+
+        found = self.db.transaction(work, write=False) if ids else {}
+        return [found[path_id] for path_id in ids if path_id in found]
+
+    def page_failed_work(
+        self, limit: int = 100, *, after: str | None = None
+    ) -> tuple[list[WorkItem], str | None]:
+        """A page of failed (dead-lettered or cancelled) items, most recently finished
+        first, and the cursor of the next page (None after the last). ``after`` is a cursor
+        returned here; a page deep in the list costs what the first one costs."""
+        limit = min(validate_positive_int("limit", limit), 10_000)
+        after_key: Any = None
+        after_id: str | None = None
+        if after is not None:
+            after_key, after_id = self._decode_failed_cursor(after)
+
+        def work(cur: Any) -> list[Any]:
+            cur.execute(
+                self._sql(FAILED_PAGE),
+                {
+                    "tenant": self.tenant_id,
+                    "after_key": after_key,
+                    "after_id": after_id,
+                    "limit": limit + 1,
+                },
+            )
+            return list(cur.fetchall())
+
+        rows = self.db.transaction(work, write=False)
+        items = [self._item(row) for row in rows[:limit]]
+        cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            key = last[16] if isinstance(last[16], str) else last[16].isoformat()
+            cursor = base64.urlsafe_b64encode(json.dumps([key, last[0]]).encode()).decode()
+        return items, cursor
+
+    def _decode_failed_cursor(self, cursor: Any) -> tuple[Any, str]:
+        try:
+            key, path_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+            if not isinstance(key, str) or not isinstance(path_id, str):
+                raise ValueError(cursor)
+            moment = datetime.fromisoformat(key)
+        except (ValueError, TypeError, AttributeError, binascii.Error) as exc:
+            raise InvalidArgumentError("after", cursor, "is not a cursor of this list") from exc
+        return (moment if self.db.is_postgresql else key), path_id
+
+    def recent_workers(self, *, window: int = 10_000, limit: int = 100) -> list[dict[str, Any]]:
+        """Workers seen recently: those named in the last ``window`` history rows, newest
+        first, each with ``last_seen``, ``events``, ``claimed``, ``completed``, ``failed``
+        (in that window), ``holding`` (items it holds now) and ``next_lease_expiry``."""
+        window = min(validate_positive_int("window", window), 1_000_000)
+        limit = min(validate_positive_int("limit", limit), 10_000)
+
+        def work(cur: Any) -> tuple[list[Any], list[Any]]:
+            cur.execute(
+                self._sql(RECENT_WORKERS),
+                {"tenant": self.tenant_id, "window": window, "limit": limit},
+            )
+            seen = list(cur.fetchall())
+            cur.execute(self._sql(HOLDERS), {"tenant": self.tenant_id})
+            return seen, list(cur.fetchall())
+
+        seen, holders = self.db.transaction(work, write=False)
+        held = {worker: (int(n), expiry) for worker, n, expiry in holders}
+        read = self.db.read_timestamp
+        workers = []
+        for worker, last_seen, events, claimed, completed, failed in seen:
+            holding, expiry = held.pop(worker, (0, None))
+            workers.append(
+                {
+                    "worker_id": worker,
+                    "last_seen": read(last_seen),
+                    "events": int(events),
+                    "claimed": int(claimed or 0),
+                    "completed": int(completed or 0),
+                    "failed": int(failed or 0),
+                    "holding": holding,
+                    "next_lease_expiry": read(expiry),
+                }
+            )
+        # Holders whose last event is older than the window are still seen.
+        for worker, (holding, expiry) in sorted(held.items(), key=lambda kv: str(kv[0])):
+            if worker is not None and len(workers) < limit:
+                workers.append(
+                    {
+                        "worker_id": worker,
+                        "last_seen": None,
+                        "events": 0,
+                        "claimed": 0,
+                        "completed": 0,
+                        "failed": 0,
+                        "holding": holding,
+                        "next_lease_expiry": read(expiry),
+                    }
+                )
+        return workers
 
     def wait_for_ready_work(self, timeout: float) -> bool:
         """Block until ``ready_work_items`` is non-empty (True) or ``timeout`` seconds pass."""
