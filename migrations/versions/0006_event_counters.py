@@ -148,7 +148,7 @@ ON work_items (tenant_id, coalesce(run_after, created_at))
 WHERE status = 'ready' AND unresolved_count = 0"""
 
 FAILED_INDEX = """CREATE INDEX ix_work_items_failed
-ON work_items (tenant_id, coalesce(finished_at, created_at) DESC, path_id)
+ON work_items (tenant_id, coalesce(finished_at, created_at) DESC, path_id DESC)
 WHERE status = 'failed'"""
 
 

@@ -633,14 +633,14 @@ FAILED_PAGE = Query(
     FROM work_items w INDEXED BY ix_work_items_failed JOIN file_paths p ON p.path_id = w.path_id
     WHERE w.tenant_id = :tenant AND w.status = 'failed'
       AND (:after_key IS NULL OR {_FAILED_KEY} < :after_key
-           OR ({_FAILED_KEY} = :after_key AND w.path_id > :after_id))
-    ORDER BY {_FAILED_KEY} DESC, w.path_id LIMIT :limit""",
+           OR ({_FAILED_KEY} = :after_key AND w.path_id < :after_id))
+    ORDER BY {_FAILED_KEY} DESC, w.path_id DESC LIMIT :limit""",
     f"""SELECT {_ITEM_COLUMNS}, {_FAILED_KEY}
     FROM work_items w JOIN file_paths p ON p.path_id = w.path_id
     WHERE w.tenant_id = %(tenant)s AND w.status = 'failed'
       AND (%(after_key)s::timestamptz IS NULL OR {_FAILED_KEY} < %(after_key)s::timestamptz
-           OR ({_FAILED_KEY} = %(after_key)s::timestamptz AND w.path_id > %(after_id)s::text))
-    ORDER BY {_FAILED_KEY} DESC, w.path_id LIMIT %(limit)s""",
+           OR ({_FAILED_KEY} = %(after_key)s::timestamptz AND w.path_id < %(after_id)s::text))
+    ORDER BY {_FAILED_KEY} DESC, w.path_id DESC LIMIT %(limit)s""",
 )
 
 HOLDERS = Query(

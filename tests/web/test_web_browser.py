@@ -1,0 +1,147 @@
+"""The dashboard end to end in headless Chromium (Debian's ``chromium`` package driven by
+Python Playwright; no browser download), the app served by uvicorn in a thread over a seeded
+database (both dialects): the overview shows the numbers of ``work_stats()`` and follows a
+change made elsewhere without a reload (server-sent events); the blocked list leads to the
+item's blocking chain and its dependency graph drawn from the JSON endpoint; with admin,
+pressing retry on a failed item brings it back to ready; markup in a path stays text.
+
+Screenshots go to the test's temporary directory, or to ``$NEXUS_WEB_SCREENSHOT_DIR`` when
+set (``NEXUS_WEB_SCREENSHOT_DIR=docs/img`` refreshes the ones docs/web.md shows). Under
+CI=true a missing Chromium or Playwright fails the test; elsewhere it skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from webtools import XSS_PATH, LiveServer, Seeded
+
+from nexus.web import create_app
+from nexus.work import WorkQueue
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - the dev extra installs it
+    expect = sync_playwright = None
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if sync_playwright is None:
+        _unavailable("the browser test needs Playwright (pip install playwright)")
+    if not os.path.exists(CHROMIUM):
+        _unavailable(f"the browser test needs Debian's chromium at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    yield opened
+    context.close()
+    assert errors == [], errors  # no script error, no CSP violation
+
+
+def _shots(tmp_path: Path, backend: str) -> Callable[[Any, str], None]:
+    target = os.environ.get("NEXUS_WEB_SCREENSHOT_DIR")
+    directory = Path(target) if target and backend == "sqlite" else tmp_path
+
+    def shoot(page: Any, name: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
+
+    return shoot
+
+
+def _stat(page: Any, name: str) -> str:
+    text: str = page.locator(f'[data-stat="{name}"]').inner_text()
+    return text
+
+
+def test_dashboard_in_chromium(
+    page: Any,
+    seeded: Seeded,
+    make_queue: Callable[..., WorkQueue],
+    serve_app: Callable[..., LiveServer],
+    backend: str,
+    tmp_path: Path,
+) -> None:
+    shoot = _shots(tmp_path, backend)
+    queue = seeded.queue
+    server = serve_app(create_app(queue.store, admin=True))
+    page.set_default_timeout(10_000)
+
+    # The overview: the numbers of work_stats().
+    page.goto(server.url + "/")
+    stats = queue.work_stats()
+    for status, count in stats["by_status"].items():
+        assert _stat(page, status) == str(count)
+    assert _stat(page, "ready_now") == str(stats["ready"])
+    assert _stat(page, "waiting") == str(stats["blocked"])
+    page.wait_for_selector("#live-status.on")  # the event stream is open
+    shoot(page, "dashboard")
+
+    # A change made by another connection shows up without a reload.
+    make_queue().enqueue("/jobs/live/new")
+    expected = str(stats["by_status"]["ready"] + 1)
+    expect(page.locator('[data-stat="ready"]')).to_have_text(expected)
+
+    # Blocked -> the item's blocking chain and its graph.
+    page.click("nav >> text=Blocked")
+    page.wait_for_url(re.compile(r"/blocked$"))
+    row = page.locator("tr", has_text="/jobs/dag/load")
+    assert row.locator('[data-col="blocker_count"]').inner_text() == "1"
+    row.locator("text=blocking chain").click()
+    page.wait_for_url(re.compile(rf"/items/{seeded.ids['load']}#chain$"))
+    chain = page.locator("ol.chain li").all_inner_texts()
+    assert [c.split(" — ")[0] for c in chain] == ["/jobs/dag/transform", "/jobs/dag/extract"]
+    page.wait_for_selector('#graph[data-drawn="true"] svg')
+    drawn = page.locator("#graph g.node").evaluate_all("ns => ns.map(n => n.dataset.path)")
+    assert set(drawn) >= {"/jobs/dag/load", "/jobs/dag/transform", "/jobs/dag/extract"}
+    shoot(page, "item")
+    page.locator("ol.chain a", has_text="/jobs/dag/extract").click()
+    page.wait_for_url(re.compile(rf"/items/{seeded.ids['extract']}$"))
+
+    # Admin: retry a dead letter from the failed list; it is ready again.
+    page.click("nav >> text=Failed")
+    failed_row = page.locator("tr", has_text=seeded.paths["dead"])
+    assert "onerror" in failed_row.inner_text()  # the markup is shown as text
+    failed_row.locator('button[data-action="retry"]').click()
+    page.wait_for_url(re.compile(rf"/items/{seeded.ids['dead']}$"))
+    assert page.locator('[data-field="status"]').inner_text() == "ready"
+    assert (queue.get_work_item(seeded.ids["dead"]) or {})["status"] == "ready"
+    page.click("nav >> text=Ready")
+    assert page.locator("td.path", has_text=seeded.paths["dead"]).count() == 1
+
+    # A path made of markup is text, not markup.
+    page.goto(server.url + f"/items/{seeded.ids['xss']}")
+    assert page.locator("p.path-title code").inner_text() == XSS_PATH
+    assert page.locator("main script").count() == 0
