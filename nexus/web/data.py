@@ -72,9 +72,7 @@ def _page(
     prefix: str | None,
     after: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    pager = getattr(store, f"page_{view}", None)
-    if pager is None:  # TEMPORARY until the paged views land
-        return getattr(store, f"get_{view}")(limit), None
+    pager = getattr(store, f"page_{view}")
     items, cursor = pager(limit, tags=tags, path_prefix=prefix, after=after)
     return list(items), cursor
 
@@ -173,17 +171,11 @@ def item(store: SQLAlchemyMetadataStore, queue: WorkQueue, path_id: str) -> dict
     }
 
 
-def _depends_on(item: Mapping[str, Any]) -> list[str]:
-    value = item.get("depends_on")
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
-
-
 def graph(queue: WorkQueue, path_id: str, *, max_nodes: int = GRAPH_NODES) -> dict[str, Any]:
     """The dependency graph around an item: what it waits for (transitively) and what waits
-    for it. Nodes ``{id, path, path_id, status}``; an edge runs from a dependency to its
-    dependent (it must complete first)."""
+    for it directly. Nodes ``{id, path, path_id, status}`` (``status`` ``missing`` for a
+    reference to no path); an edge runs from a dependency to its dependent (it must
+    complete first). At most ``max_nodes`` nodes (then ``truncated``)."""
     root = queue.get_work_item(path_id)
     if root is None:
         raise WorkItemNotFoundError(path_id)
@@ -191,46 +183,43 @@ def graph(queue: WorkQueue, path_id: str, *, max_nodes: int = GRAPH_NODES) -> di
     edges: dict[tuple[str, str], None] = {}
     truncated = False
 
-    def add(key: str, path: str, node_id: str | None, status: str | None) -> bool:
+    def add(found: Mapping[str, Any]) -> str | None:
+        """The node's id, or None when the graph is full."""
         nonlocal truncated
-        if key in nodes:
-            return True
-        if len(nodes) >= max_nodes:
-            truncated = True
-            return False
-        nodes[key] = {"id": key, "path": path, "path_id": node_id, "status": status}
-        return True
+        key = str(found["path_id"] or found["path"])
+        if key not in nodes:
+            if len(nodes) >= max_nodes:
+                truncated = True
+                return None
+            status = found["status"] or ("missing" if found["path_id"] is None else None)
+            nodes[key] = {
+                "id": key,
+                "path": found["path"],
+                "path_id": found["path_id"],
+                "status": status,
+            }
+        return key
 
-    add(root["path_id"], root["virtual_path"], root["path_id"], root["status"])
-    frontier = [root]
+    root_key = add({"path": root["virtual_path"], "path_id": path_id, "status": root["status"]})
+    frontier = [path_id]
     while frontier:
         following = []
         for holder in frontier:
-            for ref in _depends_on(holder):
-                dependency = queue.get_work_item(ref)
-                if dependency is None:
-                    if add(ref, ref, None, "missing"):
-                        edges[(ref, holder["path_id"])] = None
+            for dependency in queue.get_dependencies(holder):
+                known = (dependency["path_id"] or dependency["path"]) in nodes
+                key = add(dependency)
+                if key is None:
                     continue
-                known = dependency["path_id"] in nodes
-                if add(
-                    dependency["path_id"],
-                    dependency["virtual_path"],
-                    dependency["path_id"],
-                    dependency["status"],
-                ):
-                    edges[(dependency["path_id"], holder["path_id"])] = None
-                    if not known:
-                        following.append(dependency)
+                edges[(key, holder)] = None
+                if not known and dependency["path_id"] is not None:
+                    following.append(dependency["path_id"])
         frontier = following
-    dependents = getattr(queue, "get_dependents", None)
-    if dependents is not None:
-        for dependent in dependents(root["path_id"]):
-            key = dependent["path_id"] or dependent["path"]
-            if add(key, dependent["path"], dependent["path_id"], dependent["status"]):
-                edges[(root["path_id"], key)] = None
+    for dependent in queue.get_dependents(path_id):
+        key = add(dependent)
+        if key is not None and root_key is not None:
+            edges[(root_key, key)] = None
     return {
-        "root": root["path_id"],
+        "root": path_id,
         "nodes": list(nodes.values()),
         "edges": [{"from": a, "to": b} for a, b in edges],
         "truncated": truncated,

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 from nexus.errors import (
     DependencyCycleError,
     InvalidArgumentError,
+    InvalidCursorError,
     LeaseLostError,
     NexusFileNotFoundError,
     WorkItemNotFoundError,
@@ -1395,7 +1396,7 @@ class WorkQueue:
                 raise ValueError(cursor)
             moment = datetime.fromisoformat(key)
         except (ValueError, TypeError, AttributeError, binascii.Error) as exc:
-            raise InvalidArgumentError("after", cursor, "is not a cursor of this list") from exc
+            raise InvalidCursorError(cursor, "is not a cursor of the failed list") from exc
         return (moment if self.db.is_postgresql else key), path_id
 
     def recent_workers(self, *, window: int = 10_000, limit: int = 100) -> list[dict[str, Any]]:

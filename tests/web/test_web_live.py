@@ -76,6 +76,21 @@ def test_streams_are_bounded(
             assert next(_events(third)) == "hello"
 
 
+def test_streams_end_after_their_time(
+    store: SQLAlchemyMetadataStore, serve_app: Callable[..., LiveServer]
+) -> None:
+    app = create_app(store)
+    app.state.nexus.feed.stream_seconds = 0.5
+    server = serve_app(app)
+    began = time.monotonic()
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("GET", server.url + "/events") as response,
+    ):
+        assert list(_events(response)) == ["hello"]  # then the server ends the stream
+    assert time.monotonic() - began < 5
+
+
 def test_shutdown_ends_open_streams(
     store: SQLAlchemyMetadataStore, serve_app: Callable[..., LiveServer]
 ) -> None:

@@ -16,7 +16,7 @@ from starlette.routing import Mount
 from webtools import XSS_ERROR, XSS_PATH, Client, Seeded
 
 from nexus.errors import NexusConfigError
-from nexus.web import create_app
+from nexus.web import create_app, data
 from nexus.web.security import PASSWORD_ENV, USER_ENV
 from nexus.work import WorkQueue
 
@@ -123,9 +123,13 @@ def test_failed_page_shows_last_error_and_pages(
     first = client.get("/api/failed?limit=2").json()
     second = client.get(f"/api/failed?limit=2&after={first['next_cursor']}").json()
     assert second["next_cursor"] is None
-    paths = [i["virtual_path"] for i in first["items"] + second["items"]]
-    # Most recently finished first.
-    assert paths == ["/jobs/pending/one", "/jobs/x/2", "/jobs/x/1", seeded.paths["dead"]]
+    listed = first["items"] + second["items"]
+    paths = [i["virtual_path"] for i in listed]
+    assert set(paths) == {"/jobs/pending/one", "/jobs/x/2", "/jobs/x/1", seeded.paths["dead"]}
+    # Most recently finished first (ties: the newer path_id first).
+    keys = [(i["finished_at"], i["path_id"]) for i in listed]
+    assert keys == sorted(keys, reverse=True)
+    assert paths[-1] == seeded.paths["dead"]
     by_path = {i["virtual_path"]: i for i in first["items"] + second["items"]}
     assert by_path[seeded.paths["dead"]]["last_error"] == XSS_ERROR
     assert by_path["/jobs/pending/one"]["dead_letter"] is False
@@ -156,11 +160,25 @@ def test_item_page_has_metadata_history_and_graph(client: Client, seeded: Seeded
     paths = {n["id"]: n["path"] for n in graph["nodes"]}
     edges = {(paths[e["from"]], paths[e["to"]]) for e in graph["edges"]}
     assert ("/jobs/dag/extract", "/jobs/dag/transform") in edges
-    if hasattr(seeded.queue, "get_dependents"):
-        assert ("/jobs/dag/transform", "/jobs/dag/load") in edges
+    assert ("/jobs/dag/transform", "/jobs/dag/load") in edges
     assert graph["root"] == transform
     html = client.get(f"/items/{transform}").text
     assert "team-a" in html and f"/api/items/{transform}/graph" in html
+
+
+def test_graph_marks_missing_dependencies_and_truncates(queue: WorkQueue) -> None:
+    queue.enqueue_many(
+        [{"path": f"/g/{i}", "depends_on": f"/g/{i + 1}"} for i in range(5)]
+        + [{"path": "/g/5", "depends_on": "/g/nowhere"}]
+    )
+    root = str(queue.store.get_path_id("/g/0"))
+    whole = data.graph(queue, root)
+    statuses = {n["path"]: n["status"] for n in whole["nodes"]}
+    assert statuses["/g/nowhere"] == "missing" and statuses["/g/5"] == "ready"
+    assert len(whole["edges"]) == 6 and not whole["truncated"]
+    cut = data.graph(queue, root, max_nodes=3)
+    assert [n["path"] for n in cut["nodes"]] == ["/g/0", "/g/1", "/g/2"]
+    assert cut["truncated"] and len(cut["edges"]) == 2
 
 
 def test_find_redirects_to_the_item(client: Client, seeded: Seeded) -> None:
@@ -268,8 +286,8 @@ def test_admin_refuses_cross_origin_posts(
 
 def test_admin_needs_the_csrf_token(admin_client: Client, seeded: Seeded) -> None:
     dead = seeded.ids["dead"]
-    for data in ({}, {"csrf_token": "wrong"}):
-        refused = admin_client.post(f"/items/{dead}/retry", data=data)
+    for form in ({}, {"csrf_token": "wrong"}):
+        refused = admin_client.post(f"/items/{dead}/retry", data=form)
         assert refused.status_code == 403
     assert (seeded.queue.get_work_item(dead) or {})["status"] == "failed"
     token = _csrf(admin_client.get(f"/items/{dead}").text)
