@@ -10,7 +10,8 @@ that fails without it (on SQLite and PostgreSQL):
   settled item holds no lease;
 * heartbeat's default is the last lease's length; ``reclaim_expired_leases`` rescues all
   expired leases, however many batches that takes; an error text is kept to 4,000
-  characters; a release leaves the item as it was (attempts, ``last_error``).
+  characters; a release leaves the item as it was (attempts, ``last_error``);
+* every transition writes the history row the docs' table lists, with its detail keys.
 """
 
 from __future__ import annotations
@@ -274,3 +275,96 @@ def test_a_release_leaves_the_item_as_it_was(make_queue: Callable[..., WorkQueue
     item = queue.get_work_item("/jobs/a")
     assert item is not None
     assert (item["status"], item["attempts"], item["last_error"]) == ("ready", 1, "boom")
+
+
+# ---------------------------------------------------------------- history
+
+
+class ClaimDetail:
+    """Equal to a ``claimed`` detail of this attempt (any non-negative ``wait_seconds``)."""
+
+    def __init__(self, attempt: int) -> None:
+        self.attempt = attempt
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, dict)
+            and set(other) == {"attempt", "wait_seconds"}
+            and other["attempt"] == self.attempt
+            and other["wait_seconds"] >= 0
+        )
+
+    def __repr__(self) -> str:
+        return f"{{'attempt': {self.attempt}, 'wait_seconds': >= 0}}"
+
+
+def _history(queue: WorkQueue, path: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+    return [
+        (event["event"], event["worker_id"], event["detail"] or {})
+        for event in queue.get_work_history(path)
+    ]
+
+
+def test_every_transition_writes_its_documented_history_row(
+    make_queue: Callable[..., WorkQueue],
+) -> None:
+    """The table in docs/work-queue.md#history-and-analytics: one row per transition, with
+    the detail keys it lists."""
+    queue = make_queue(retry_policy=RetryPolicy(base_seconds=0.001, jitter=0))
+    queue.enqueue("/h/a")
+    queue.enqueue("/h/b", depends_on="/h/a", status="blocked")
+    queue.enqueue("/h/c", max_attempts=1)
+
+    [a] = queue.claim_ready_work("w1", path_prefix="/h/a", lease_seconds=30)
+    queue.heartbeat("/h/a", a["lease_token"], lease_seconds=45)
+    assert queue.fail_work("/h/a", a["lease_token"], "flaky") == "ready"
+    time.sleep(0.01)  # past run_after
+    [a] = queue.claim_ready_work("w2", path_prefix="/h/a")
+    queue.release_work("/h/a", a["lease_token"])
+    [a] = queue.claim_ready_work("w3", path_prefix="/h/a")
+    assert queue.complete_work("/h/a", a["lease_token"]) == ["/h/b"]
+
+    history = _history(queue, "/h/a")
+    assert [(event, worker) for event, worker, _ in history] == [
+        ("enqueued", None),
+        ("claimed", "w1"),
+        ("heartbeat", "w1"),
+        ("retried", "w1"),
+        ("claimed", "w2"),
+        ("released", "w2"),
+        ("claimed", "w3"),
+        ("completed", "w3"),
+    ]
+    details = [detail for _, _, detail in history]
+    assert details[0] == {"status": "ready"}
+    # A release does not count as an attempt.
+    assert [details[1], details[4], details[6]] == [ClaimDetail(1), ClaimDetail(2), ClaimDetail(2)]
+    assert details[2] == {"lease_seconds": 45}
+    assert set(details[3]) == {"error", "attempt", "delay_seconds"}
+    assert (details[3]["error"], details[3]["attempt"]) == ("flaky", 1)
+    assert details[3]["delay_seconds"] > 0
+    assert details[5] == {}
+    assert set(details[7]) == {"attempt", "run_seconds"} and details[7]["attempt"] == 2
+    assert details[7]["run_seconds"] >= 0
+    assert [event for event, _, _ in _history(queue, "/h/b")] == ["enqueued", "promoted"]
+
+    [c] = queue.claim_ready_work("w1", path_prefix="/h/c", lease_seconds=0.05)
+    expire(queue, "/h/c")
+    assert queue.reclaim_expired_leases() == 1  # no attempts left: dead letter
+    queue.retry_work("/h/c")
+    [c] = queue.claim_ready_work("w1", path_prefix="/h/c")
+    queue.cancel_work("/h/c")
+    queue.retry_work("/h/c")
+    [c] = queue.claim_ready_work("w1", path_prefix="/h/c")
+    assert queue.fail_work("/h/c", c["lease_token"], "fatal", retry=False) == "failed"
+    assert _history(queue, "/h/c") == [
+        ("enqueued", None, {"status": "ready"}),
+        ("claimed", "w1", ClaimDetail(1)),
+        ("reclaimed", "w1", {"to": "failed", "attempt": 1}),
+        ("requeued", None, {}),
+        ("claimed", "w1", ClaimDetail(1)),
+        ("cancelled", None, {"from": "in_progress"}),
+        ("requeued", None, {}),
+        ("claimed", "w1", ClaimDetail(1)),
+        ("failed", "w1", {"error": "fatal", "attempt": 1}),
+    ]
