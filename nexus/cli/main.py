@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from nexus.cli import files, retention
+from nexus.cli import files, retention, serve
 from nexus.cli.common import NexusGroup, console, table
 from nexus.cli.db import db
 from nexus.cli.work import work
@@ -77,6 +77,8 @@ cli.add_command(files.meta)
 cli.add_command(work)
 work.add_command(retention.prune)
 cli.add_command(worker)
+cli.add_command(serve.web)
+cli.add_command(serve.metrics)
 
 
 def _print_views(store: Any, names: tuple[str, ...] | None = None) -> None:

@@ -66,7 +66,7 @@ def test_the_tree_has_the_issue_s_commands() -> None:
         "work enqueue", "work ready", "work pending", "work blocked", "work in-progress",
         "work by-priority", "work show", "work claim", "work complete", "work fail",
         "work release", "work cancel", "work retry", "work explain", "work history",
-        "work graph", "work stats", "work prune", "worker run", "demo",
+        "work graph", "work stats", "work prune", "worker run", "web", "metrics", "demo",
     }  # fmt: skip
     assert expected <= names
 
