@@ -41,4 +41,8 @@ for db in sqlite pg; do
         done
     done
 done
+run retention-sqlite-1m benchmarks/retention.py --db sqlite --history 1000000
+run retention-pg-200k benchmarks/retention.py --db "$PG" --history 200000 --claims 500 --reps 100
+run retention-pg-20k-b100 benchmarks/retention.py --db "$PG" --history 20000 --claims 300 \
+    --reps 50 --batch-size 100
 echo "done ($(date +%T))"
