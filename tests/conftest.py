@@ -241,8 +241,9 @@ POSTGRES_FIXTURES = frozenset({"pg_server", "pg_migrated_url", "store_pair"})
 
 def needs_postgres(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
+    # The backend parameter, or another parameter standing for it (read-only flavours...).
     if callspec is not None and any(
-        name == "backend" and value == "postgresql" for name, value in callspec.params.items()
+        isinstance(value, str) and value == "postgresql" for value in callspec.params.values()
     ):
         return True
     return bool(POSTGRES_FIXTURES & set(getattr(item, "fixturenames", ())))
@@ -255,3 +256,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if needs_postgres(item):
             item.add_marker(pytest.mark.postgresql)
+
+
+@pytest.fixture(autouse=True)
+def _postgres_tests_carry_the_mark(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that reaches the server only at run time (``request.getfixturevalue``) without
+    a ``postgresql`` parameter or mark errors, so that ``-k``/``-m postgresql`` stay whole."""
+    yield
+    used = POSTGRES_FIXTURES & set(request.fixturenames)
+    if used and request.node.get_closest_marker("postgresql") is None:
+        pytest.fail(
+            f"uses {', '.join(sorted(used))} but is not selected by -k/-m postgresql:"
+            " parametrize it over the backend or mark it postgresql",
+            pytrace=False,
+        )
