@@ -251,6 +251,27 @@ RECORD = Query(
     VALUES (%(path_id)s, %(tenant)s, %(event)s, %(now)s, %(worker_id)s, %(detail)s::jsonb)""",
 )
 
+PROMOTE_RESOLVED = Query(
+    "promote_resolved",
+    "Items just enqueued blocked whose dependencies have all completed already: ready now"
+    " (the database promotes only when an unresolved count drops to 0), with history.",
+    """
+    UPDATE work_items SET status = 'ready'
+    WHERE path_id IN (SELECT value FROM json_each(:ids))
+      AND status = 'blocked' AND unresolved_count = 0
+      AND EXISTS (SELECT 1 FROM work_dependencies d WHERE d.path_id = work_items.path_id)
+    RETURNING path_id""",
+    """
+    WITH promoted AS (
+        UPDATE work_items w SET status = 'ready'
+        WHERE w.path_id = ANY(%(ids)s) AND w.status = 'blocked' AND w.unresolved_count = 0
+          AND EXISTS (SELECT 1 FROM work_dependencies d WHERE d.path_id = w.path_id)
+        RETURNING w.path_id, w.tenant_id)
+    INSERT INTO work_history (path_id, tenant_id, event, at)
+    SELECT path_id, tenant_id, 'promoted', %(now)s FROM promoted
+    RETURNING path_id""",
+)
+
 # ---------------------------------------------------------------------- single-lease calls
 
 LOCK_HELD = Query(
@@ -678,6 +699,7 @@ QUERIES: dict[str, Query] = {
         RECORD,
         RECORD_CLAIMS,
         RECORD_COMPLETIONS,
+        PROMOTE_RESOLVED,
         LOCK_HELD,
         EXTEND_LEASE,
         SETTLE,

@@ -85,6 +85,7 @@ from nexus.work.queries import (
     OLDEST_READY,
     PATH_ID_BY_ID,
     PATH_ID_BY_PATH,
+    PROMOTE_RESOLVED,
     PROMOTED,
     PRUNE,
     RECENT_WORKERS,
@@ -364,12 +365,16 @@ class WorkQueue:
         path_ids, blank = store.ensure_paths(conn, list(fresh), now)
         existing = self._work_rows(conn, [path_ids[p] for p in fresh if path_ids[p] not in blank])
         new = {p: s for p, s in fresh.items() if path_ids[p] not in existing}
+        promoted: set[str] = set()
         if new:
             self._check_batch_acyclic(new, path_ids)
             self._write_new_items(conn, new, path_ids, blank, now)
+            promoted = self._promote_resolved(conn, new, path_ids, now)
         results: dict[str, WorkItem] = {
             path: self._new_item(spec, path_ids[path]) for path, spec in new.items()
         }
+        for path in promoted:
+            results[path]["status"] = "ready"
         wanted = [
             known_keys.get(s["idempotency_key"], s["path"])
             for s in specs
@@ -508,6 +513,47 @@ class WorkQueue:
         ]
         if keys:
             conn.execute(sa.insert(work_idempotency), keys)
+
+    def _promote_resolved(
+        self,
+        conn: Connection,
+        new: dict[str, dict[str, Any]],
+        path_ids: dict[str, str],
+        now: datetime,
+    ) -> set[str]:
+        """Promote the batch's ``blocked`` items whose dependencies have all completed already.
+
+        The database promotes an item when its unresolved count drops to 0; an item enqueued
+        after its dependencies finished starts at 0, so nothing would ever promote it (it
+        would stay blocked, in no view). Returns the promoted paths."""
+        candidates = {
+            path_ids[path]: path
+            for path, spec in new.items()
+            if spec["status"] == "blocked" and spec["depends_on"]
+        }
+        if not candidates:
+            return set()
+        at = self.db.timestamp(now)
+        rows = conn.exec_driver_sql(
+            self._sql(PROMOTE_RESOLVED), {"ids": self._array(list(candidates)), "now": at}
+        ).all()
+        ids = [str(row[0]) for row in rows]
+        if ids and not self.db.is_postgresql:
+            conn.exec_driver_sql(
+                self._sql(RECORD),
+                [
+                    {
+                        "path_id": path_id,
+                        "tenant": self.tenant_id,
+                        "event": "promoted",
+                        "now": at,
+                        "worker_id": None,
+                        "detail": None,
+                    }
+                    for path_id in ids
+                ],
+            )
+        return {candidates[path_id] for path_id in ids}
 
     def _item_rows(
         self, fresh: list[tuple[str, dict[str, Any]]], path_ids: dict[str, str], now: datetime
