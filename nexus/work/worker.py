@@ -211,9 +211,10 @@ class Worker:
         return claimed
 
     def _retrying(self, write: Callable[[], T]) -> T:
-        """Run a write of the worker's own results, retried while the database is unreachable
-        (a terminated backend, a restart): the handler is not run again, and the lease token
-        fences a write that had landed before the error. Only handler errors use attempts."""
+        """Run a write of the worker's own (a completion, a failure, a claim), retried while
+        the database is unreachable (a terminated backend, a restart): the handler is not run
+        again, and the lease token fences a write that had landed before the error (the retry
+        then gets LeaseLostError). Only handler errors use attempts."""
         delay = 0.05
         deadline = time.monotonic() + self.write_retry_seconds
         while True:
@@ -227,26 +228,31 @@ class Worker:
                 delay = min(2.0, delay * 2)
 
     def _claim(self, want: int) -> list[WorkItem]:
-        return self.queue.claim_ready_work(
-            self.worker_id,
-            limit=want,
-            lease_seconds=self.lease_seconds,
-            tags=self.tags,
-            path_prefix=self.path_prefix,
+        return self._retrying(
+            lambda: self.queue.claim_ready_work(
+                self.worker_id,
+                limit=want,
+                lease_seconds=self.lease_seconds,
+                tags=self.tags,
+                path_prefix=self.path_prefix,
+            )
         )
 
     def _complete_one(self, item: WorkItem, result: Any) -> None:
         path, token = item["virtual_path"], str(item["lease_token"])
         try:
-            self.queue.complete_work(path, token, result=result)
+            self._retrying(lambda: self.queue.complete_work(path, token, result=result))
             self.stats.completed += 1
         except LeaseLostError:
             log.warning("worker %s: lost the lease on %s", self.worker_id, path)
             self.stats.lost += 1
+        except NexusDatabaseError:
+            raise  # unreachable for longer than write_retry_seconds: not the handler's fault
         except NexusError as exc:
             # The result could not be stored (e.g. not JSON): that is the handler's failure.
+            message = f"result rejected: {exc}"
             try:
-                self.queue.fail_work(path, token, f"result rejected: {exc}")
+                self._retrying(lambda: self.queue.fail_work(path, token, message))
                 self.stats.failed += 1
             except LeaseLostError:
                 self.stats.lost += 1
@@ -265,8 +271,9 @@ class Worker:
             return True, self.handler(item)
         except Exception as exc:
             log.warning("worker %s: %s failed: %r", self.worker_id, path, exc)
+            message = f"{type(exc).__name__}: {exc}"
             try:
-                status = self.queue.fail_work(path, token, f"{type(exc).__name__}: {exc}")
+                status = self._retrying(lambda: self.queue.fail_work(path, token, message))
                 self.stats.failed += 1
                 log.debug("worker %s: %s is now %s", self.worker_id, path, status)
             except LeaseLostError:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from nexus.errors import NexusDatabaseError
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
-from nexus.work import Worker, WorkQueue
+from nexus.work import RetryPolicy, Worker, WorkQueue
 
 
 @pytest.fixture
@@ -89,3 +89,31 @@ def test_the_worker_retries_its_write_when_its_backend_dies(
     assert done is not None
     assert (done["status"], done["attempts"]) == ("completed", 1)
     assert pg_store.get_file_metadata("/w/once", "result") == "done"
+
+
+def test_the_worker_retries_recording_a_handler_failure_when_its_backend_dies(
+    pg_store: SQLAlchemyMetadataStore, terminate: Any
+) -> None:
+    # Found by benchmarks/soak.py: the failure's write raised out of Worker.run().
+    queue = WorkQueue(pg_store, retry_policy=RetryPolicy(base_seconds=0, jitter=0))
+    queue.enqueue("/w/flaky", max_attempts=2)
+    runs: list[int] = []
+
+    def handler(item: Any) -> str:
+        runs.append(item["attempts"])
+        if item["attempts"] == 1:
+            # The worker's own connection dies between the handler and the write of its failure.
+            terminate(queue.db._connection().info.backend_pid)
+            raise RuntimeError("first try fails")
+        return "done"
+
+    stats = Worker(queue, handler, poll_interval=0.05).run(stop_when_idle=True)
+    assert runs == [1, 2]
+    assert (stats.completed, stats.failed, stats.lost) == (1, 1, 0)
+    assert [event["event"] for event in queue.get_work_history("/w/flaky")] == [
+        "enqueued",
+        "claimed",
+        "retried",
+        "claimed",
+        "completed",
+    ]
