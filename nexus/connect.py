@@ -22,6 +22,10 @@ class NexusFS:
     (``metadata``), and the work queue over it (``queue``)."""
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        if config is not None and not isinstance(config, Mapping):
+            raise NexusConfigError(
+                f"config must be a mapping, not {type(config).__name__}", value=config
+            )
         config = dict(config or {})
         unknown = set(config) - _CONFIG_KEYS
         if unknown:

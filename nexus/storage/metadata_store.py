@@ -64,9 +64,11 @@ from nexus.storage.validation import (
     dependency_refs,
     is_path_id,
     is_text,
+    validate_batch,
     validate_key,
     validate_limit,
     validate_metadata,
+    validate_optional_text,
     validate_path,
     validate_path_or_id,
     validate_positive_int,
@@ -181,6 +183,8 @@ class SQLAlchemyMetadataStore:
         if db_path is not None and db_url is not None:
             raise NexusConfigError("give either db_path or db_url, not both", value=db_url)
         target = db_url if db_url is not None else db_path
+        if target is not None and not isinstance(target, (str, os.PathLike)):
+            raise NexusConfigError(f"not a database path or URL: {target!r}", value=target)
         if target is None:
             target = os.environ.get("NEXUS_DATABASE_URL")
         if target is None:
@@ -363,9 +367,8 @@ class SQLAlchemyMetadataStore:
         """Create the path, or update its size/hash/type if it exists (idempotent)."""
         path = validate_path(path)
         validate_positive_int("size", size, allow_zero=True)
-        for name, value in (("content_hash", content_hash), ("file_type", file_type)):
-            if value is not None and not isinstance(value, str):
-                raise InvalidArgumentError(name, value, "must be a string or None")
+        validate_optional_text("content_hash", content_hash)
+        validate_optional_text("file_type", file_type)
         now = utcnow()
         row = {
             "path_id": new_path_id(),
@@ -402,7 +405,7 @@ class SQLAlchemyMetadataStore:
         ``file_type``. Existing live paths are left as they are; soft-deleted ones come back
         as new, empty files (as with :meth:`put`). Everything is validated first.
         """
-        rows = [self._new_path_row(item) for item in paths]
+        rows = [self._new_path_row(item) for item in validate_batch("paths", paths)]
         if not rows:
             return 0
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
@@ -425,13 +428,14 @@ class SQLAlchemyMetadataStore:
         return self._write(work)
 
     def _new_path_row(self, item: str | Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(item, (str, Mapping)):
+            raise InvalidArgumentError("item", item, "must be a path or a mapping with a 'path'")
         spec = {"path": item} if isinstance(item, str) else dict(item)
         unknown = set(spec) - {"path", "size", "content_hash", "file_type"}
         if unknown:
             raise InvalidArgumentError("item", item, f"unknown keys {sorted(unknown)}")
         for name in ("content_hash", "file_type"):
-            if spec.get(name) is not None and not isinstance(spec[name], str):
-                raise InvalidArgumentError(name, spec[name], "must be a string or None")
+            validate_optional_text(name, spec.get(name))
         now = utcnow()
         return {
             "path_id": new_path_id(),
@@ -479,7 +483,7 @@ class SQLAlchemyMetadataStore:
         the number of rows written. ``depends_on`` values are checked for cycles.
         """
         checked = []
-        for row in rows:
+        for row in validate_batch("rows", rows):
             if not isinstance(row, (tuple, list)) or len(row) != 3:
                 raise InvalidArgumentError("row", row, "must be a (path, key, value) tuple")
             path, key, value = row

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -84,6 +85,38 @@ def validate_text(name: str, value: Any, *, max_length: int | None = None) -> st
     if max_length is not None and len(value) > max_length:
         raise InvalidArgumentError(name, value, f"must be at most {max_length} characters")
     return value
+
+
+def validate_optional_text(name: str, value: Any) -> str | None:
+    """None or a string a database can store (content hashes, file types)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgumentError(name, value, "must be a string or None")
+    if "\x00" in value or not is_text(value):
+        raise InvalidArgumentError(name, value, "contains a NUL character or a lone surrogate")
+    return value
+
+
+def validate_batch(name: str, value: Any) -> list[Any]:
+    """The items of a ``*_many`` call: any iterable but a string, bytes or a mapping."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise InvalidArgumentError(name, value, "must be a list (or another iterable)")
+    return list(value)
+
+
+def validate_seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """A finite, positive (or non-negative) number of seconds."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        bound = "non-negative" if allow_zero else "positive"
+        raise InvalidArgumentError(name, value, f"must be a {bound} number of seconds")
+    return float(value)
 
 
 def validate_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:

@@ -51,6 +51,7 @@ from nexus.storage.validation import (
     MAX_LIMIT,
     dependency_refs,
     is_path_id,
+    validate_batch,
     validate_depends_on,
     validate_metadata,
     validate_path,
@@ -345,7 +346,7 @@ class WorkQueue:
         written; a dependency cycle anywhere — inside the batch or through items already
         stored — rejects the whole batch.
         """
-        specs = [self._validate_spec(item) for item in items]
+        specs = [self._validate_spec(item) for item in validate_batch("items", items)]
         if not specs:
             return []
         return self.store.write(lambda conn: self._enqueue(conn, specs))
@@ -865,7 +866,7 @@ class WorkQueue:
         when there is nothing to complete)."""
         leases: list[tuple[str, str]] = []
         results: list[tuple[str, Any]] = []
-        for item in items:
+        for item in validate_batch("items", items):
             if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
                 raise InvalidArgumentError(
                     "item", item, "must be a (path, lease_token) or (path, lease_token, result)"

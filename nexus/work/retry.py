@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -23,6 +24,14 @@ class RetryPolicy:
     jitter: float = 0.2
 
     def __post_init__(self) -> None:
+        for name in ("base_seconds", "factor", "max_seconds", "jitter"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise InvalidArgumentError("retry_policy", self, f"{name} must be a finite number")
         if self.base_seconds < 0 or self.max_seconds < 0:
             raise InvalidArgumentError("retry_policy", self, "delays must be non-negative")
         if self.factor < 1:

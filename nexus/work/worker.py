@@ -31,6 +31,12 @@ from nexus.errors import (
     NexusDatabaseError,
     NexusError,
 )
+from nexus.storage.validation import (
+    validate_prefix,
+    validate_seconds,
+    validate_tags,
+    validate_text,
+)
 
 if TYPE_CHECKING:
     from nexus.work.queue import WorkItem, WorkQueue
@@ -72,6 +78,17 @@ class Worker:
             raise InvalidArgumentError("handler", handler, "must be callable")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError("concurrency", concurrency, "must be a positive int")
+        # Checked now rather than at the first claim, inside run().
+        validate_seconds("lease_seconds", lease_seconds)
+        validate_seconds("poll_interval", poll_interval)
+        if heartbeat_interval is not None:
+            validate_seconds("heartbeat_interval", heartbeat_interval)
+        validate_seconds("write_retry_seconds", write_retry_seconds, allow_zero=True)
+        if worker_id is not None:
+            validate_text("worker_id", worker_id)
+        validate_tags(tags)
+        if path_prefix is not None:
+            validate_prefix(path_prefix)
         self.queue = queue
         self.handler = handler
         self.worker_id = worker_id or default_worker_id()
