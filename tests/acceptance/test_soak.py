@@ -76,7 +76,7 @@ def test_the_soak_finds_no_violation(
         pytest.fail(f"the soak did not finish in 120 s:\n{out[-3000:]}\n{err[-3000:]}")
     assert proc.returncode == 0, out[-4000:] + err[-2000:]
     assert _row(out, "violations") == "0"
-    assert _row(out, "items enqueued") == "1500"
+    assert _row(out, "items enqueued") == "1500 of 1500"
     completed, dead = int(_row(out, "completed")), int(_row(out, "dead-lettered (failed)"))
     held = int(_row(out, "held behind a dead letter"))
     assert completed + dead + held == 1500 and dead >= 5  # about 1 % always fails
