@@ -31,6 +31,7 @@ from sqlalchemy.pool import StaticPool
 
 from nexus.errors import NexusDatabaseError, NexusError, ReadOnlyDatabaseError
 from nexus.storage.engine import display_url, is_read_only_error
+from nexus.storage.security import SET_TENANT_SQL
 from nexus.storage.types import parse_timestamp, sqlite_timestamp, to_utc, truncate_to_ms
 
 T = TypeVar("T")
@@ -53,6 +54,9 @@ class Database:
         self._closed = False
         #: Called with (sql, parameters) for every statement sent at driver level, when set.
         self.tracer: Callable[[str, Any], None] | None = None
+        #: The tenant each transaction declares first (``nexus.tenant_id``), set by the store
+        #: when the database has row-level security on; None sends nothing.
+        self.tenant_setting: str | None = None
 
     # ------------------------------------------------------------------ values
 
@@ -140,6 +144,8 @@ class Database:
             cursor = _TracingCursor(cursor, self.tracer)
         if self.is_postgresql:
             try:
+                if self.tenant_setting is not None:
+                    cursor.execute(SET_TENANT_SQL, (self.tenant_setting,))
                 result = work(cursor)
                 conn.commit()
                 return result

@@ -32,7 +32,7 @@ from nexus.errors import (
     NexusError,
     NexusFileNotFoundError,
 )
-from nexus.storage import migrate
+from nexus.storage import migrate, security
 from nexus.storage.database import RETRYABLE_SQLSTATES, WRITE_ATTEMPTS, Database
 from nexus.storage.engine import create_engine, json_text, resolve_database_url
 from nexus.storage.paging import (
@@ -211,10 +211,14 @@ class SQLAlchemyMetadataStore:
         try:
             if run_migrations:
                 migrate.upgrade(self.engine)
+            #: Whether the database had row-level security on when the store was opened.
+            self.row_level_security = security.row_level_security_enabled(self.engine)
         except BaseException:
             self.engine.dispose()
             raise
         self.database = Database(self.engine)
+        if self.row_level_security:
+            self._declare_tenant_per_transaction()
         self._build_statements()
 
     # ------------------------------------------------------------------ plumbing
@@ -301,6 +305,17 @@ class SQLAlchemyMetadataStore:
             self._view_stmts[(view.name, True)] = base.limit(
                 sa.bindparam("limit", type_=sa.Integer)
             )
+
+    def _declare_tenant_per_transaction(self) -> None:
+        """Row-level security is on: every transaction, on both paths, first names this
+        store's tenant (transaction-local, so a pooled connection keeps nothing of it)."""
+        self.database.tenant_setting = self.tenant_id
+        parameters = (self.tenant_id,)
+
+        def declare(conn: Connection) -> None:
+            conn.exec_driver_sql(security.SET_TENANT_SQL, parameters)
+
+        sa.event.listen(self.engine, "begin", declare)
 
     def _path_filter(self, ref: str) -> sa.ColumnElement[bool]:
         """Live path of this tenant by virtual path, or by path_id."""
