@@ -39,6 +39,9 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
+#: Creates nothing on SQLite (the migration tests read this).
+POSTGRESQL_ONLY = True
+
 POLICY = "nexus_tenant_isolation"
 CURRENT_TENANT = "(SELECT nexus_current_tenant())"
 # The tables with a tenant_id column; file_metadata is tied to a tenant through its path.
