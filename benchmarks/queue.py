@@ -77,6 +77,7 @@ from common import (  # noqa: E402
 nexus_version()  # record the code's version before importing it
 
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore  # noqa: E402
+from nexus.storage.security import enable_row_level_security  # noqa: E402
 from nexus.work import Worker, WorkItem, WorkQueue  # noqa: E402
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -535,6 +536,41 @@ def _analyze(url: str) -> None:
         engine.dispose()
 
 
+#: The role the drains run as with --rls: neither superuser nor owner, so the policies bind it.
+RLS_ROLE = "nexus_bench_rls"
+
+
+@contextlib.contextmanager
+def _rls_role(admin_url: str | None) -> Iterator[None]:
+    """--rls: the drains' role exists on the server for the run, and is dropped afterwards."""
+    engine = sa.create_engine(admin_url or "", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {RLS_ROLE}")
+            conn.exec_driver_sql(f"CREATE ROLE {RLS_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS")
+        yield
+    finally:
+        with engine.connect() as conn, contextlib.suppress(sa.exc.DBAPIError):
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {RLS_ROLE}")  # fails with --keep
+        engine.dispose()
+
+
+def _rls_drain_url(url: str) -> str:
+    """Row-level security on for this database (docs/security.md's grants); the URL of the role
+    the drain then runs as."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {RLS_ROLE}"
+            )
+            conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {RLS_ROLE}")
+        enable_row_level_security(engine)
+    finally:
+        engine.dispose()
+    return sa.engine.make_url(url).set(username=RLS_ROLE, password=None).render_as_string(False)
+
+
 def _calls(values: list[float]) -> str:
     return f"{fmt_ms(percentile(values, 0.5))} / {fmt_ms(percentile(values, 0.95))}"
 
@@ -601,6 +637,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="PostgreSQL: run ANALYZE after the bulk enqueue, before each drain",
     )
+    parser.add_argument(
+        "--rls",
+        action="store_true",
+        help="PostgreSQL: switch row-level security on for each drain's database and drain as "
+        "a role it binds (not the owner): what the policies and the tenant setting cost",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=900, help="seconds a drain may take")
     parser.add_argument(
@@ -615,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     batches: list[int] = args.batch or ([1, 10] if args.compare else [1])
     if args.items < 1 or args.stats_reps < 1:
         parser.error("--items and --stats-reps must be positive")
+    if args.rls and not _is_postgres(args.db):
+        parser.error("--rls needs PostgreSQL (SQLite has no row-level security)")
     n = args.items
     n_single = max(0, min(args.single, n))
     runner = args.compare or args.runner
@@ -630,7 +674,10 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     out: dict[str, Any] = {"drains": [], "history": []}
 
-    with bench_database(args.db, keep=args.keep, tag="bench") as db:
+    with contextlib.ExitStack() as run:
+        db = run.enter_context(bench_database(args.db, keep=args.keep, tag="bench"))
+        if args.rls:
+            run.enter_context(_rls_role(db.pg_admin_url))
         kind = db.kind
         chunk = args.enqueue_chunk or n
         log(f"queue benchmark on {db.label}")
@@ -672,9 +719,12 @@ def main(argv: list[str] | None = None) -> int:
                                 stats_fresh = stats_timing(q, args.stats_reps)
                         if args.analyze and kind == "postgresql":
                             _analyze(ddb.url)
+                        drain_url = _rls_drain_url(ddb.url) if args.rls else ddb.url
                         log(f"c. {drain_kind}: {w} process(es), batch {b}")
                         try:
-                            drain = run_drain(drain_kind, ddb.url, w, b, profile_dir, args.timeout)
+                            drain = run_drain(
+                                drain_kind, drain_url, w, b, profile_dir, args.timeout
+                            )
                         except DrainFailed as exc:
                             log(f"   FAILED: {exc}")
                             case["error"] = str(exc)[:1000]
@@ -872,7 +922,8 @@ def main(argv: list[str] | None = None) -> int:
         extra_head = {
             "workload": f"{n:,} items, workers {workers}, claim batch {batches}, no-op "
             f"handler, spawn, a fresh database per drain"
-            + ("; ANALYZE before each drain" if args.analyze and not sqlite_db else ""),
+            + ("; ANALYZE before each drain" if args.analyze and not sqlite_db else "")
+            + ("; row-level security on, drains as a non-owner role" if args.rls else ""),
             "load start": f"{load_start} (load average 1/5/15 min when the run began)",
             "elapsed": f"{elapsed:.0f} s",
         }

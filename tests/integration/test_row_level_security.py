@@ -349,6 +349,49 @@ def test_the_store_works_end_to_end_as_a_role_bound_by_the_policies(
         assert store.get_all_file_metadata("/b/plain") == {"note": "b"}
 
 
+def _tenant_inside_transactions(store: SQLAlchemyMetadataStore) -> tuple[object, object]:
+    """nexus.tenant_id as seen inside a driver-level and a SQLAlchemy transaction."""
+    read = "SELECT current_setting('nexus.tenant_id', true)"
+
+    def driver(cursor: object) -> object:
+        cursor.execute(read)  # type: ignore[attr-defined]
+        return cursor.fetchone()[0]  # type: ignore[attr-defined]
+
+    with store.engine.connect() as conn:
+        through_sqlalchemy = conn.exec_driver_sql(read).scalar()
+    return store.database.transaction(driver, write=False), through_sqlalchemy
+
+
+def test_the_store_names_its_tenant_in_each_transaction_only_when_rls_is_on(
+    rls_db: RlsDatabase,
+) -> None:
+    with SQLAlchemyMetadataStore(db_url=rls_db.owner_url, tenant_id="t-1") as store:
+        assert _tenant_inside_transactions(store) == ("t-1", "t-1")
+        # Transaction-local: a connection back in the pool keeps no tenant.
+        raw = store.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("SELECT current_setting('nexus.tenant_id', true)")
+            assert cursor.fetchone()[0] in (None, "")
+        finally:
+            raw.close()
+    security.disable_row_level_security(rls_db.owner)
+    try:
+        with SQLAlchemyMetadataStore(db_url=rls_db.owner_url, tenant_id="t-1") as store:
+            assert _tenant_inside_transactions(store) == (None, None)
+    finally:
+        security.enable_row_level_security(rls_db.owner)
+
+
+def test_servers_before_postgresql_15_are_refused(
+    rls_db: RlsDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server that cannot make views security_invoker: pretend this one is such a server.
+    monkeypatch.setattr(security, "SECURITY_INVOKER_SINCE", 10**9)
+    with pytest.raises(NexusConfigError, match="PostgreSQL 15"):
+        security.enable_row_level_security(rls_db.owner)
+
+
 def test_switching_is_explicit_reversible_and_covers_every_table_and_view(
     rls_db: RlsDatabase,
 ) -> None:
