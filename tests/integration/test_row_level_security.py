@@ -365,8 +365,9 @@ def _tenant_inside_transactions(store: SQLAlchemyMetadataStore) -> tuple[object,
 def test_the_store_names_its_tenant_in_each_transaction_only_when_rls_is_on(
     rls_db: RlsDatabase,
 ) -> None:
-    with SQLAlchemyMetadataStore(db_url=rls_db.owner_url, tenant_id="t-1") as store:
-        assert _tenant_inside_transactions(store) == ("t-1", "t-1")
+    tenant = "t-1'); SELECT set_config('nexus.tenant_id', 'b', false); --"
+    with SQLAlchemyMetadataStore(db_url=rls_db.owner_url, tenant_id=tenant) as store:
+        assert _tenant_inside_transactions(store) == (tenant, tenant)
         # Transaction-local: a connection back in the pool keeps no tenant.
         raw = store.engine.raw_connection()
         try:
@@ -426,8 +427,8 @@ def test_switching_is_explicit_reversible_and_covers_every_table_and_view(
         security.disable_row_level_security(rls_db.owner)  # idempotent
         assert protected()[1] == set()
         assert not security.row_level_security_enabled(rls_db.owner)
-        with SQLAlchemyMetadataStore(db_url=rls_db.app_url, tenant_id="a") as store:
-            assert not store.row_level_security
+        opened_while_off = SQLAlchemyMetadataStore(db_url=rls_db.app_url, tenant_id="x")
+        assert not opened_while_off.row_level_security
         with rls_db.app.connect() as conn:  # off: the app role sees every tenant again
             conn.exec_driver_sql(
                 "INSERT INTO file_paths (tenant_id, virtual_path) VALUES ('x', '/off')"
@@ -443,6 +444,11 @@ def test_switching_is_explicit_reversible_and_covers_every_table_and_view(
         security.enable_row_level_security(rls_db.owner)
         security.enable_row_level_security(rls_db.owner)  # idempotent
     assert protected()[1] == tables
+    # A store opened before the switch names no tenant: it sees nothing now (reopen it).
+    with opened_while_off as store:
+        assert store.get("/off") is None
+    with SQLAlchemyMetadataStore(db_url=rls_db.app_url, tenant_id="x") as store:
+        assert store.get("/off") is not None
     with rls_db.app.connect() as conn:
         assert (
             conn.exec_driver_sql(
