@@ -86,8 +86,17 @@ def _switch(engine: Engine, on: bool) -> None:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             # The names come from the catalog (the tables holding the nexus policy), never
             # from input.
-            for table in _protected_tables(conn):
+            tables = _protected_tables(conn)
+            for table in tables:
                 conn.exec_driver_sql(f"ALTER TABLE {quote(table)} {action} ROW LEVEL SECURITY")
+        if on:
+            # The policies' tenant comparison is planned from the statistics: without any (a
+            # fresh bulk load) a lookup by path_id can become a scan of the tenant's rows.
+            # Roles bound by RLS do not own the tables, so they cannot ANALYZE them. After
+            # the commit: ANALYZE blocks no reader or writer, the ALTERs above do.
+            with engine.begin() as conn:
+                for table in tables:
+                    conn.exec_driver_sql(f"ANALYZE {quote(table)}")
     except sa.exc.DBAPIError as exc:
         raise NexusDatabaseError(
             f"cannot {action.lower()} row-level security (only the tables' owner can): {exc.orig}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -344,6 +345,12 @@ def test_the_store_works_end_to_end_as_a_role_bound_by_the_policies(
         # Another tenant's path is not there for this store.
         assert store.get("/b/plain") is None
         assert queue.get_work_item("/b/parent") is None
+        # Retention inside the tenant: /a/parent and /a/child are finished and nothing
+        # unfinished depends on /a/parent any more... but /a/next (blocked, now ready) on
+        # /a/child keeps it; the future cutoff takes every finished item it may.
+        pruned = queue.prune(datetime.now(UTC) + timedelta(days=1))
+        assert pruned >= 1
+        assert store.get("/a/parent") is None
     with SQLAlchemyMetadataStore(db_url=filled.app_url, tenant_id="b") as store:
         assert WorkQueue(store).work_stats()["by_status"]["completed"] == 3
         assert store.get_all_file_metadata("/b/plain") == {"note": "b"}
@@ -474,8 +481,14 @@ def test_downgrade_removes_every_object_of_the_revision(pg_server: PostgresServe
         migrate.upgrade(engine, "0005")
         before = _security_objects(engine)
         migrate.upgrade(engine, "0006")
+        never_analyzed = "SELECT reltuples FROM pg_class WHERE relname = 'file_paths'"
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(never_analyzed).scalar() == -1
         security.enable_row_level_security(engine)
         assert _security_objects(engine) != before
+        # The switch gave the planner statistics (the roles it binds cannot ANALYZE).
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(never_analyzed).scalar() >= 0
         migrate.downgrade(engine, "0005")
         assert _security_objects(engine) == before
         with pytest.raises(NexusConfigError, match="upgrade"):
