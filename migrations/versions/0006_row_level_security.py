@@ -46,8 +46,8 @@ POLICY = "nexus_tenant_isolation"
 # The tenant of the transaction: the role's pin, else the setting ('' once a transaction that
 # set it has ended, so nullif). The policies carry it inline: called through
 # nexus_current_tenant() (a SQL function with a subquery, which PostgreSQL cannot inline) it
-# cost ~80 us per statement, ~3x a claim; inline, the subquery is an InitPlan run once per
-# statement (~3 us).
+# cost ~80 us per statement (a claim took 3x as long); inline, the subquery is an InitPlan run
+# once per statement (~3 us).
 CURRENT_TENANT = (
     "coalesce((SELECT r.tenant_id FROM nexus_role_tenants r WHERE r.role_name = current_user),"
     " nullif(current_setting('nexus.tenant_id', true), ''))"
@@ -105,6 +105,7 @@ def upgrade() -> None:
         "CREATE POLICY nexus_own_pin ON nexus_role_tenants FOR SELECT"
         " USING (role_name = current_user)"
     )
+    # Every policy reads it with the rights of the querying role.
     op.execute("GRANT SELECT ON nexus_role_tenants TO PUBLIC")
     # For people and tools: which tenant the policies see for this session now.
     op.execute(
