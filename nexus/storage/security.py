@@ -1,6 +1,6 @@
 """Row-level security keyed on the tenant (PostgreSQL), switched on per database.
 
-Revision 0006 creates a policy ``nexus_tenant_isolation`` on every nexus table and makes every
+Revision 0007 creates a policy ``nexus_tenant_isolation`` on every nexus table and makes every
 view ``security_invoker``; the policies stay dormant until :func:`enable_row_level_security`
 turns row-level security on for those tables. From then on a role that neither owns the tables
 nor is a superuser (or ``BYPASSRLS``) sees and writes only the rows of
@@ -60,7 +60,7 @@ def _protected_tables(conn: Connection) -> list[str]:
     if not tables:
         raise NexusConfigError(
             "this database has no nexus row-level security policies: upgrade it to revision "
-            "0006 or later first",
+            "0007 or later first",
             value=POLICY,
         )
     return tables

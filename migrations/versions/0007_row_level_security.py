@@ -1,7 +1,7 @@
 """row-level security keyed on the tenant (PostgreSQL; dormant until switched on)
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01
 
 What this revision creates on PostgreSQL (see docs/security.md):
@@ -14,8 +14,8 @@ What this revision creates on PostgreSQL (see docs/security.md):
   SQL. Its own row-level security is always on: a role reads only its own pin.
 * One policy ``nexus_tenant_isolation`` per table (``file_paths``, ``file_metadata`` through
   its path, ``work_items``, ``work_dependencies``, ``work_history``, ``work_idempotency``,
-  ``work_counters``), for reads and writes (``WITH CHECK``: no row can be written into, or
-  moved to, another tenant).
+  ``work_counters``, and 0006's ``work_event_counts`` and ``work_event_hourly``), for reads
+  and writes (``WITH CHECK``: no row can be written into, or moved to, another tenant).
 * Every view gets ``security_invoker = true`` (PostgreSQL 15+), so it reads the tables with
   the rights -- and the policies -- of whoever queries it, not of its owner.
 
@@ -34,8 +34,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -60,6 +60,8 @@ TENANT_TABLES = (
     "work_history",
     "work_idempotency",
     "work_counters",
+    "work_event_counts",
+    "work_event_hourly",
 )
 VIEWS = (
     "ready_work_items",
