@@ -45,4 +45,6 @@ run retention-sqlite-1m benchmarks/retention.py --db sqlite --history 1000000
 run retention-pg-200k benchmarks/retention.py --db "$PG" --history 200000 --claims 500 --reps 100
 run retention-pg-20k-b100 benchmarks/retention.py --db "$PG" --history 20000 --claims 300 \
     --reps 50 --batch-size 100
+run metrics-sqlite-1m benchmarks/metrics.py --db sqlite --items 1000000 --chunk 50000
+run metrics-pg-200k benchmarks/metrics.py --db "$PG" --items 200000
 echo "done ($(date +%T))"
