@@ -901,11 +901,18 @@ class SQLAlchemyMetadataStore:
         return rows
 
     def _has_any_tag(self, view: sa.Table, tags: builtins.list[str]) -> sa.ColumnElement[bool]:
-        """The view row's work item has one of ``tags`` (looked up by primary key)."""
+        """The view row's work item has one of ``tags`` (looked up by primary key).
+
+        PostgreSQL reads the view's order from the view itself (no outer ORDER BY), so the
+        filter must not become a join: an EXISTS is planned as a semi-join, which may hash or
+        merge the view's rows out of order. A scalar subquery stays a per-row filter."""
         item = work_items.alias("tagged")
         if self.dialect == "postgresql":
-            match = item.c.tags.op("?|")(sa.bindparam(None, tags, type_=postgresql.ARRAY(sa.Text)))
-            return sa.exists().where(item.c.path_id == view.c.path_id, match)
+            item_tags = (
+                sa.select(item.c.tags).where(item.c.path_id == view.c.path_id).scalar_subquery()
+            )
+            wanted = sa.bindparam(None, tags, type_=postgresql.ARRAY(sa.Text))
+            return sa.func.coalesce(item_tags.op("?|")(wanted), sa.false())
         each = sa.func.json_each(item.c.tags).table_valued("value").alias("tag")
         return sa.exists(
             sa.select(sa.literal(1))
