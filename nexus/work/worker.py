@@ -30,6 +30,7 @@ from nexus.errors import (
     MigrationError,
     NexusDatabaseError,
     NexusError,
+    ReadOnlyDatabaseError,
 )
 from nexus.storage.validation import (
     validate_prefix,
@@ -238,7 +239,9 @@ class Worker:
             try:
                 return write()
             except NexusDatabaseError as exc:
-                if isinstance(exc, MigrationError) or time.monotonic() + delay > deadline:
+                # A read-only database or a schema problem does not heal by waiting.
+                permanent = isinstance(exc, (MigrationError, ReadOnlyDatabaseError))
+                if permanent or time.monotonic() + delay > deadline:
                     raise
                 log.warning("worker %s: write failed, retrying: %s", self.worker_id, exc)
                 time.sleep(delay)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from nexus.errors import MigrationError, ReadOnlyDatabaseError, ReadOnlyMigratio
 from nexus.storage import migrate
 from nexus.storage.engine import create_engine, resolve_database_url
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
-from nexus.work import WorkQueue
+from nexus.work import Worker, WorkQueue
 
 PG_READ_ONLY = "options=-c%20default_transaction_read_only%3Don"
 #: (backend, SQLite URI flag) of each way of opening read-only.
@@ -130,6 +131,14 @@ def test_every_write_says_the_database_is_read_only(
     assert database is not None and database in caught.value.url
     assert caught.value.__cause__ is not None
     assert snapshot(seeded_url) == before
+
+
+def test_a_worker_on_a_read_only_database_stops_at_once(read_only: WorkQueue) -> None:
+    """Waiting does not make a database writable: no write retries for write_retry_seconds."""
+    started = time.monotonic()
+    with pytest.raises(ReadOnlyDatabaseError):
+        Worker(read_only, lambda item: None, write_retry_seconds=30).run(stop_when_idle=True)
+    assert time.monotonic() - started < 10
 
 
 def test_a_rollback_journal_sqlite_file_opens_read_only_and_keeps_its_mode(
