@@ -1,4 +1,5 @@
-"""``nexus db``: the schema's revision (upgrade, downgrade, current, check).
+"""``nexus db``: the schema's revision (upgrade, downgrade, current, check) and the
+row-level security switch (PostgreSQL).
 
 These commands open an engine, not a store, because opening a store migrates to head.
 """
@@ -14,7 +15,7 @@ from sqlalchemy import Engine
 
 from nexus.cli.common import database, database_option, emit, emit_json, json_option, refuse
 from nexus.cli.keys import REVISION_KEYS
-from nexus.storage import migrate
+from nexus.storage import migrate, security
 from nexus.storage.engine import create_engine, resolve_database_url
 
 
@@ -45,7 +46,7 @@ def _at(document: dict[str, Any]) -> str:
 
 @click.group()
 def db() -> None:
-    """The database schema: upgrade, downgrade, current revision, check."""
+    """The database schema: upgrade, downgrade, current revision, check; row-level security."""
 
 
 @db.command()
@@ -95,3 +96,27 @@ def check(db: str | None, as_json: bool) -> None:
         )
     if not as_json:
         click.echo(f"up to date (revision {document['head']})")
+
+
+def _rls_document(engine: Engine) -> dict[str, Any]:
+    return {"row_level_security": security.row_level_security_enabled(engine)}
+
+
+@db.command("enable-rls")
+@database_option
+@json_option
+def enable_rls(db: str | None, as_json: bool) -> None:
+    """PostgreSQL: switch on row-level security keyed on the tenant (docs/security.md)."""
+    with _engine(db) as engine:
+        security.enable_row_level_security(engine)
+        emit(_rls_document(engine), as_json, "row-level security on")
+
+
+@db.command("disable-rls")
+@database_option
+@json_option
+def disable_rls(db: str | None, as_json: bool) -> None:
+    """PostgreSQL: switch row-level security off again (the policies stay, dormant)."""
+    with _engine(db) as engine:
+        security.disable_row_level_security(engine)
+        emit(_rls_document(engine), as_json, "row-level security off")

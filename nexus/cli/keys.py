@@ -78,6 +78,8 @@ DOCUMENT_KEYS: dict[str, tuple[str, ...]] = {
     "db downgrade": REVISION_KEYS,
     "db current": REVISION_KEYS,
     "db check": REVISION_KEYS,
+    "db enable-rls": ("row_level_security",),
+    "db disable-rls": ("row_level_security",),
     "put": FILE_KEYS,
     "get": (*FILE_KEYS, "metadata"),
     "ls": PAGE,

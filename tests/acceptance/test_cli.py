@@ -61,7 +61,7 @@ def doc_headings() -> list[str]:
 def test_the_tree_has_the_issue_s_commands() -> None:
     names = {" ".join(path) for path in COMMANDS}
     expected = {
-        "db upgrade", "db downgrade", "db current", "db check",
+        "db upgrade", "db downgrade", "db current", "db check", "db enable-rls", "db disable-rls",
         "put", "get", "ls", "rm", "meta get", "meta set", "meta rm",
         "work enqueue", "work ready", "work pending", "work blocked", "work in-progress",
         "work by-priority", "work show", "work claim", "work complete", "work fail",
@@ -273,3 +273,27 @@ def test_tenant_comes_from_the_option_or_the_environment(
     assert ready() == []  # the default tenant has nothing
     with SQLAlchemyMetadataStore(db_url, tenant_id="a") as store:
         assert [r.virtual_path for r in store.list()] == ["/a"]
+
+
+def test_row_level_security_switch(runner: CliRunner, db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        result = runner.invoke(cli, ["db", "enable-rls", "--db", db_url])
+        assert result.exit_code == 1
+        [line] = result.stderr.splitlines()
+        assert line.startswith("Error: NexusConfigError")
+        return
+    engine = sa.create_engine(db_url)
+    try:
+        on = runner.invoke(cli, ["db", "enable-rls", "--db", db_url])
+        assert on.exit_code == 0 and on.stdout == "row-level security on\n", on.output
+        with engine.connect() as conn:
+            protected = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_class WHERE relname = 'work_items' AND relrowsecurity"
+            ).scalar()
+        assert protected == 1
+        again = runner.invoke(cli, ["db", "enable-rls", "--db", db_url, "--json"])
+        assert json.loads(again.stdout) == {"row_level_security": True}
+    finally:
+        off = runner.invoke(cli, ["db", "disable-rls", "--db", db_url, "--json"])
+        engine.dispose()
+    assert off.exit_code == 0 and json.loads(off.stdout) == {"row_level_security": False}
