@@ -98,8 +98,16 @@ def check(db: str | None, as_json: bool) -> None:
         click.echo(f"up to date (revision {document['head']})")
 
 
-def _rls_document(engine: Engine) -> dict[str, Any]:
-    return {"row_level_security": security.row_level_security_enabled(engine)}
+def _switch_rls(db: str | None, on: bool, as_json: bool) -> None:
+    with _engine(db) as engine:
+        if on:
+            security.enable_row_level_security(engine)
+        else:
+            security.disable_row_level_security(engine)
+        enabled = security.row_level_security_enabled(engine)
+    emit(
+        {"row_level_security": enabled}, as_json, f"row-level security {'on' if enabled else 'off'}"
+    )
 
 
 @db.command("enable-rls")
@@ -107,9 +115,7 @@ def _rls_document(engine: Engine) -> dict[str, Any]:
 @json_option
 def enable_rls(db: str | None, as_json: bool) -> None:
     """PostgreSQL: switch on row-level security keyed on the tenant (docs/security.md)."""
-    with _engine(db) as engine:
-        security.enable_row_level_security(engine)
-        emit(_rls_document(engine), as_json, "row-level security on")
+    _switch_rls(db, True, as_json)
 
 
 @db.command("disable-rls")
@@ -117,6 +123,4 @@ def enable_rls(db: str | None, as_json: bool) -> None:
 @json_option
 def disable_rls(db: str | None, as_json: bool) -> None:
     """PostgreSQL: switch row-level security off again (the policies stay, dormant)."""
-    with _engine(db) as engine:
-        security.disable_row_level_security(engine)
-        emit(_rls_document(engine), as_json, "row-level security off")
+    _switch_rls(db, False, as_json)
