@@ -342,7 +342,9 @@ def test_cancel(queue: WorkQueue) -> None:
 def test_retries_back_off_then_dead_letter(
     store: SQLAlchemyMetadataStore,
 ) -> None:
-    queue = WorkQueue(store, retry_policy=FAST_RETRY)
+    # Delays long enough that a loaded machine still reads the view before run_after.
+    policy = RetryPolicy(base_seconds=0.5, factor=2.0, max_seconds=5.0, jitter=0.0)
+    queue = WorkQueue(store, retry_policy=policy)
     queue.enqueue("/f/a", max_attempts=3)
     delays = []
     for attempt in (1, 2):
@@ -353,8 +355,8 @@ def test_retries_back_off_then_dead_letter(
         assert item is not None and item["run_after"] is not None
         delays.append((item["run_after"] - datetime.now(timezone.utc)).total_seconds())
         assert store.get_ready_work() == []  # not before run_after
-        assert queue.wait_for_ready_work(2.0)
-    assert 0 < delays[0] <= 0.05 and 0.05 < delays[1] <= 0.1  # doubling
+        assert queue.wait_for_ready_work(5.0)
+    assert 0 < delays[0] <= 0.5 and 0.5 < delays[1] <= 1.0  # doubling
     [c] = queue.claim_ready_work("w")
     assert queue.fail_work("/f/a", c["lease_token"], "boom 3") == "failed"
     item = queue.get_work_item("/f/a")
