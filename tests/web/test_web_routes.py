@@ -200,6 +200,7 @@ def test_user_data_is_escaped(client: Client, seeded: Seeded) -> None:
         assert "<script>alert" not in html and "<img src=x" not in html
         assert "<script>x</script>" not in html
     assert "/jobs/&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]
+    assert "<title>/jobs/&lt;script&gt;alert(1)&lt;/script&gt; · nexus</title>" in pages[1]
     assert "&lt;b&gt;x&lt;/b&gt;" in pages[1]
     assert "&lt;img src=x onerror=alert(2)&gt; exploded" in pages[2]
     # JSON carries the text as it is (a client escapes where it renders).
