@@ -14,6 +14,16 @@ The dataset is loaded through the public bulk API only: ``put_many`` for the pla
 quarter of the plain paths. ``--adversarial`` makes half of the ``ready`` items blocked by
 unfinished dependencies and gives them the highest priorities, so a scan in priority order
 would have to skip them all before finding a ready one.
+
+``--paging`` measures keyset paging instead (``page_*_work``, 100 rows a page): page 1, 250
+and 500 of each view, and filtered pages (a tag, a path prefix). Its dataset is shaped so
+every view holds more than 500 pages: statuses in fixed proportions (ready, pending and
+in_progress 26 % each, blocked 22 %, every third pending item with an open dependency too),
+20 % without a priority (so deep pages of the priority views cross into the NULL
+priorities), no plain paths unless ``--files`` says so:
+
+    python benchmarks/views.py --paging --db sqlite --work 1000000
+    python benchmarks/views.py --paging --db postgresql --work 200000
 """
 
 from __future__ import annotations
@@ -121,6 +131,35 @@ def plan_dataset(n_work: int, seed: int, adversarial: bool) -> list[dict[str, An
     return items
 
 
+# --paging: statuses by position in each block of 50 (fixed counts, so page 500 exists).
+PAGING_STATUSES = ["ready"] * 13 + ["pending"] * 13 + ["in_progress"] * 13 + ["blocked"] * 11
+PAGE_ROWS = 100
+PAGES = (1, 250, 500)
+TARGET_PAGE_MS = 5.0
+
+
+def plan_paging_dataset(n_work: int, seed: int) -> list[dict[str, Any]]:
+    """Work items for --paging: every blocked item (and every third pending one) depends on
+    an earlier in_progress item, which stays open."""
+    rng = random.Random(seed)
+    items: list[dict[str, Any]] = []
+    open_targets: list[str] = []
+    for i in range(n_work):
+        status = PAGING_STATUSES[i % len(PAGING_STATUSES)]
+        item: dict[str, Any] = {"path": f"/work/q{i % 100:02d}/item-{i:07d}.job", "status": status}
+        if rng.random() < 0.8:
+            item["priority"] = rng.randint(0, 999)
+        if rng.random() < 0.7:
+            item["tags"] = rng.sample(TAG_POOL, rng.randint(1, 2))
+        blocked = status == "blocked" or (status == "pending" and i % 3 == 0)
+        if blocked and open_targets:
+            item["depends_on"] = rng.choice(open_targets)
+        if status == "in_progress":
+            open_targets.append(item["path"])
+        items.append(item)
+    return items
+
+
 def load(
     queue: WorkQueue,
     n_files: int,
@@ -128,6 +167,7 @@ def load(
     seed: int,
     adversarial: bool,
     enqueue_chunk: int,
+    paging: bool = False,
 ) -> dict[str, Any]:
     store = queue.store
     rng = random.Random(seed + 1)
@@ -151,7 +191,7 @@ def load(
     stats["paths"] = n_plain
 
     # Work items: enqueue_many in chunks, in dependency order.
-    items = plan_dataset(n_work, seed, adversarial)
+    items = plan_paging_dataset(n_work, seed) if paging else plan_dataset(n_work, seed, adversarial)
     stats["traps"] = sum(1 for it in items if it.get("trap"))
     start = time.perf_counter()
     base, chunk, retries = 0, enqueue_chunk, 0
@@ -310,13 +350,86 @@ def render(results: list[dict[str, Any]]) -> str:
     )
 
 
+PAGED_CALLS = [
+    ("page_ready_work", {}),
+    ("page_pending_work", {}),
+    ("page_blocked_work", {}),
+    ("page_work_by_priority", {}),
+    ("page_in_progress_work", {}),
+    ("page_ready_work", {"tags": ["urgent"]}),
+    ("page_work_by_priority", {"tags": ["urgent", "gpu"]}),
+    ("page_ready_work", {"path_prefix": "/work/q07/"}),
+    ("page_work_by_priority", {"path_prefix": "/work/q07/item-00"}),
+]
+
+
+def measure_pages(store: SQLAlchemyMetadataStore, reps: int) -> list[dict[str, Any]]:
+    """Page 1, 250 and 500 (100 rows each) of each paged call: the cursor of page n is
+    found by walking the pages before it, then page n alone is timed."""
+    results: list[dict[str, Any]] = []
+    for method, filters in PAGED_CALLS:
+        fn = getattr(store, method)
+        cursors: dict[int, str | None] = {1: None}
+        cursor: str | None = None
+        for page in range(1, max(PAGES)):
+            _items, cursor = fn(PAGE_ROWS, after=cursor, **filters)
+            if cursor is None:
+                break
+            cursors[page + 1] = cursor
+        args = ", ".join(f"{k}={v!r}" for k, v in filters.items())
+        for page in PAGES:
+            if page not in cursors:
+                continue
+            after = cursors[page]
+            fn(PAGE_ROWS, after=after, **filters)  # warm-up
+            durations, result = timed(
+                lambda fn=fn, after=after, f=filters: fn(PAGE_ROWS, after=after, **f), reps
+            )
+            results.append(
+                {
+                    "call": f"{method}({PAGE_ROWS}{', ' + args if args else ''})",
+                    "page": page,
+                    "rows": len(result.items),
+                    "reps": reps,
+                    "p50": percentile(durations, 0.5),
+                    "p95": percentile(durations, 0.95),
+                    "target": None if filters else TARGET_PAGE_MS,
+                }
+            )
+    return results
+
+
+def render_pages(results: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            r["call"],
+            str(r["page"]),
+            f"{r['rows']:,}",
+            str(r["reps"]),
+            fmt_ms(r["p50"]),
+            fmt_ms(r["p95"]),
+            "-" if r["target"] is None else f"<= {r['target']:g}",
+            verdict(r["p50"], r["target"]),
+        ]
+        for r in results
+    ]
+    return table(
+        ["call", "page", "rows", "reps", "p50 ms", "p95 ms", "target p50 ms", ""],
+        rows,
+        "lrrrrrrl",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--db", default="sqlite", help="sqlite | PATH | postgresql | postgresql://server"
     )
     parser.add_argument(
-        "--files", type=int, default=10_000, help="paths in total (work items included)"
+        "--files",
+        type=int,
+        default=None,
+        help="paths in total (work items included; default 10000, with --paging --work)",
     )
     parser.add_argument("--work", type=int, default=2_000, help="work items")
     parser.add_argument("--reps", type=int, default=50, help="repetitions per limited call")
@@ -331,6 +444,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="half the ready items blocked and placed at the highest priorities",
     )
+    parser.add_argument(
+        "--paging",
+        action="store_true",
+        help="measure page 1/250/500 of page_*_work on a dataset where every view has them",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--explain", action="store_true", help="print each view's plan (limit 10)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -343,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
+    if args.files is None:
+        args.files = args.work if args.paging else max(10_000, args.work)
     if args.work > args.files:
         parser.error("--work cannot exceed --files")
     reps_nolimit = args.reps_nolimit or (args.reps if args.work <= 20_000 else 5)
@@ -353,11 +473,14 @@ def main(argv: list[str] | None = None) -> int:
         queue = WorkQueue(store)
         try:
             chunk = args.enqueue_chunk or ENQUEUE_CHUNK[db.kind]
-            load_stats = load(queue, args.files, args.work, args.seed, args.adversarial, chunk)
+            load_stats = load(
+                queue, args.files, args.work, args.seed, args.adversarial, chunk, args.paging
+            )
             load_stats["enqueue_chunk"] = chunk
             analyze(db, store)
             size = db.size_bytes()
             log("timing")
+            page_results = measure_pages(store, args.reps) if args.paging else []
             results = measure(queue, args.reps, reps_nolimit)
             plans = (
                 {view: explain(db, store, view, 10) for _, _, view in CALLS} if args.explain else {}
@@ -368,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
         shape = (
             "adversarial (half the ready items blocked, at the highest priorities)"
             if args.adversarial
+            else "paging (ready/pending/in_progress 26 %, blocked 22 %)"
+            if args.paging
             else "normal"
         )
         print(
@@ -420,6 +545,10 @@ def main(argv: list[str] | None = None) -> int:
                 "dependency, at priorities < 0 (ahead of every ready item)"
             )
         print()
+        if page_results:
+            print(f"keyset pages of {PAGE_ROWS} rows (page n timed alone, its cursor given):")
+            print(render_pages(page_results))
+            print()
         print(render(results))
         if plans:
             print()
@@ -436,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                         "load": load_stats,
                         "size_bytes": size,
                         "results": results,
+                        "pages": page_results,
                     },
                     indent=1,
                     default=str,
