@@ -838,9 +838,10 @@ class SQLAlchemyMetadataStore:
         path_prefix: str | None,
         after: str | None,
     ) -> WorkPage:
-        if validate_limit(limit) == 0 or limit is None:
+        checked = validate_limit(limit)
+        if not checked:  # None or 0
             raise InvalidArgumentError("limit", limit, "a page holds at least one row")
-        size = min(limit, MAX_LIMIT - 1)
+        size = min(checked, MAX_LIMIT - 1)
         # One row more than the page: whether a next page exists, without another query.
         rows = self._read_view(name, size + 1, tags, path_prefix, after)
         if len(rows) <= size:

@@ -57,6 +57,16 @@ def walk(store: SQLAlchemyMetadataStore, view: str, limit: int, **filters: Any) 
     raise AssertionError("the walk did not end")
 
 
+def walk_from(
+    store: SQLAlchemyMetadataStore, view: str, limit: int, cursor: str | None
+) -> list[Row]:
+    rows: list[Row] = []
+    while cursor is not None:
+        items, cursor = pager(store, view)(limit, after=cursor)
+        rows += items
+    return rows
+
+
 def walk_with_get(store: SQLAlchemyMetadataStore, view: str, limit: int) -> list[Row]:
     """The same walk through get_*_work(limit, after=cursor-of-the-last-row)."""
     first = pager(store, view)(limit)
@@ -189,6 +199,32 @@ def test_state_changes_between_pages_give_no_duplicates_and_lose_no_unchanged_ro
     assert set(unchanged) <= set(ids(seen))
     # What was seen is in the view's order (for rows that kept their keys).
     assert [i for i in ids(seen) if i in unchanged] == unchanged
+
+
+def test_rows_entering_the_view_after_the_cursor_are_returned_and_before_it_not(
+    seeded: SQLAlchemyMetadataStore, queue: WorkQueue
+) -> None:
+    first, cursor = seeded.page_ready_work(3)
+    queue.enqueue_many(
+        [
+            {"path": "/late/first", "status": "ready", "priority": -100},  # before the cursor
+            {"path": "/late/last", "status": "ready"},  # no priority, newest: after it
+        ]
+    )
+    rest = walk_from(seeded, "ready", 3, cursor)
+    paths = [row["virtual_path"] for row in first + rest]
+    assert "/late/first" not in paths
+    assert paths[-1] == "/late/last"
+    assert len(set(paths)) == len(paths)
+
+
+def test_a_cursor_holds_no_filter(seeded: SQLAlchemyMetadataStore) -> None:
+    full = seeded.get_work_by_priority()
+    _items, cursor = seeded.page_work_by_priority(10)
+    tagged = seeded.get_work_by_priority(tags=["red"])
+    assert seeded.get_work_by_priority(tags=["red"], after=cursor) == [
+        row for row in tagged if row in full[10:]
+    ]
 
 
 def test_tags_filter_keeps_items_having_any_of_the_tags(
