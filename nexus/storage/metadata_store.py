@@ -42,7 +42,9 @@ from nexus.storage.paging import (
     after_branches,
     decode_cursor,
     encode_cursor,
+    prefix_upper_bound,
     validate_tags_filter,
+    view_order,
 )
 from nexus.storage.schema import (
     blocked_work_items,
@@ -81,6 +83,10 @@ __all__ = ["FileRecord", "SQLAlchemyMetadataStore", "WorkPage"]
 
 #: SQLite allows 32766 bound parameters per statement; IN-lists stay far below that.
 CHUNK = 500
+#: PostgreSQL: a view filter selecting at most this many paths by its own index is read
+#: through it (those rows by primary key, then sorted); a broader one, and every filter on
+#: SQLite, is checked on the walk in the view's order.
+FEW_FILTERED = 2000
 #: Rows per multi-row INSERT (3 parameters each: within both databases' limits).
 BULK_ROWS = 5000
 #: Batch items walked per cycle-check statement.
@@ -860,8 +866,11 @@ class SQLAlchemyMetadataStore:
         """The view's rows of this tenant, filtered, after the cursor, in the view's order.
 
         Everything is validated before the first statement. Without filters or cursor the
-        prepared statement serves; otherwise each keyset branch is one statement, read in
-        order until ``limit`` rows are found, in one read transaction."""
+        prepared statement serves. A filter that selects few paths (at most
+        ``FEW_FILTERED`` by its own index) is read through that index: those rows by primary
+        key, sorted. Otherwise the view's order index is walked from the cursor, one keyset
+        branch per statement, until ``limit`` rows pass the filters; all in one read
+        transaction."""
         tag_list = validate_tags_filter(tags)
         prefix = None if path_prefix is None else validate_prefix(path_prefix)
         view = self._views[name]
@@ -880,12 +889,21 @@ class SQLAlchemyMetadataStore:
         if prefix is not None:
             base = base.where(starts_with(view.c.virtual_path, prefix))
         if cursor_values is None:
-            branches = [Branch([], [])]
+            branches = [Branch([], view_order(view, keys, self.dialect))]
         else:
             branches = after_branches(view, keys, cursor_values, self.dialect)
         rows: builtins.list[dict[str, Any]] = []
         seen: set[str] = set()
         with self._reading() as conn, conn.begin():
+            few = self._few_filtered(conn, tag_list, prefix)
+            if few is not None:
+                stmt = base.where(self._path_id_among(view, few))
+                if cursor_values is not None:
+                    stmt = stmt.where(sa.or_(*(sa.and_(*b.where) for b in branches)))
+                stmt = stmt.order_by(*view_order(view, keys, self.dialect))
+                if limit is not None:
+                    stmt = stmt.limit(limit)
+                return [dict(row) for row in conn.execute(stmt, params).mappings()]
             for branch in branches:
                 stmt = base.where(*branch.where)
                 if branch.order_by:
@@ -900,6 +918,59 @@ class SQLAlchemyMetadataStore:
                 if limit is not None and len(rows) >= limit:
                     break
         return rows
+
+    def _few_filtered(
+        self, conn: Connection, tags: builtins.list[str] | None, prefix: str | None
+    ) -> sa.Select[Any] | None:
+        """PostgreSQL: the path_ids a filter selects through its own index (revision 0008),
+        if they are few. Counting stops after FEW_FILTERED + 1, so a broad filter costs that
+        many index entries here, and is then checked row by row on the walk in the view's
+        order. SQLite: always None; its views name their order index (INDEXED BY), which
+        rules out reading rows by primary key, so filters are checked on the walk."""
+        if self.dialect != "postgresql":
+            return None
+        for selected in (self._under_prefix(prefix), self._tagged(tags)):
+            if selected is None:
+                continue
+            count = conn.execute(
+                sa.select(sa.func.count()).select_from(selected.limit(FEW_FILTERED + 1).subquery()),
+                {"tenant": self.tenant_id},
+            ).scalar_one()
+            if count <= FEW_FILTERED:
+                return selected
+        return None
+
+    def _path_id_among(self, view: sa.Table, selected: sa.Select[Any]) -> sa.ColumnElement[bool]:
+        """``view.path_id`` is one of the ``selected`` path_ids, as ``= ANY (array)`` of a
+        subquery run once: ``IN (subquery)`` is planned as a join above the view, and a hash
+        join there loses the view's order."""
+        listed = selected.subquery()
+        ids = sa.select(sa.func.array_agg(listed.c.path_id)).scalar_subquery()
+        # The cast makes it "= ANY (array)", not "= ANY (subquery)" (a join again).
+        return view.c.path_id == sa.any_(sa.cast(ids, postgresql.ARRAY(sa.String)))
+
+    def _under_prefix(self, prefix: str | None) -> sa.Select[Any] | None:
+        """Live paths of this tenant starting with ``prefix``: a range of code points in
+        ix_file_paths_prefix (``COLLATE "C"``)."""
+        if prefix is None:
+            return None
+        path = file_paths.c.virtual_path.collate("C")
+        stmt = sa.select(file_paths.c.path_id).where(
+            file_paths.c.tenant_id == sa.bindparam("tenant"),
+            file_paths.c.deleted_at.is_(None),
+            path >= prefix,
+        )
+        upper = prefix_upper_bound(prefix)
+        return stmt if upper is None else stmt.where(path < upper)
+
+    def _tagged(self, tags: builtins.list[str] | None) -> sa.Select[Any] | None:
+        """Work items of this tenant with any of ``tags``, through ix_work_items_tags (GIN)."""
+        if tags is None:
+            return None
+        return sa.select(work_items.c.path_id).where(
+            work_items.c.tenant_id == sa.bindparam("tenant"),
+            work_items.c.tags.op("?|")(sa.bindparam(None, tags, type_=postgresql.ARRAY(sa.Text))),
+        )
 
     def _has_any_tag(self, view: sa.Table, tags: builtins.list[str]) -> sa.ColumnElement[bool]:
         """The view row's work item has one of ``tags`` (looked up by primary key).

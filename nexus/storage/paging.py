@@ -156,6 +156,19 @@ def validate_tags_filter(tags: Any) -> list[str] | None:
     return checked or None
 
 
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The least string after every string that starts with ``prefix``, in code-point order
+    (None if there is none): strings with the prefix are ``>= prefix`` and ``<`` this."""
+    chars = list(prefix)
+    while chars:
+        following = ord(chars.pop()) + 1
+        if 0xD800 <= following <= 0xDFFF:  # surrogates are no text
+            following = 0xE000
+        if following <= 0x10FFFF:
+            return "".join(chars) + chr(following)
+    return None
+
+
 # ---------------------------------------------------------------------------- keyset
 
 

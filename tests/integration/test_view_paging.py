@@ -21,11 +21,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus.errors import InvalidArgumentError, InvalidCursorError, InvalidPathError, NexusError
-from nexus.storage import WorkPage
+from nexus.storage import WorkPage, metadata_store
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.work import WorkQueue
 
@@ -120,6 +121,16 @@ def seed(queue: WorkQueue, root: str = "/p") -> None:
                 rows.append((f"{root}/in_progress/b{batch}-{i}", "started_at", moment))
                 rows.append((f"{root}/in_progress/b{batch}-{i}", "worker_id", f"w{i}"))
     queue.store.set_file_metadata_many(rows)
+
+
+@pytest.fixture(params=["through_filter_index", "on_order_walk"])
+def filter_strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """On PostgreSQL filters selecting few paths are read through their own index, others are
+    checked on the walk in the view's order: every filter test runs both ways (on SQLite,
+    which always walks, twice the same way)."""
+    if request.param == "on_order_walk":
+        monkeypatch.setattr(metadata_store, "FEW_FILTERED", 0)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -218,7 +229,7 @@ def test_rows_entering_the_view_after_the_cursor_are_returned_and_before_it_not(
     assert len(set(paths)) == len(paths)
 
 
-def test_a_cursor_holds_no_filter(seeded: SQLAlchemyMetadataStore) -> None:
+def test_a_cursor_holds_no_filter(seeded: SQLAlchemyMetadataStore, filter_strategy: str) -> None:
     full = seeded.get_work_by_priority()
     _items, cursor = seeded.page_work_by_priority(10)
     tagged = seeded.get_work_by_priority(tags=["red"])
@@ -228,7 +239,7 @@ def test_a_cursor_holds_no_filter(seeded: SQLAlchemyMetadataStore) -> None:
 
 
 def test_tags_filter_keeps_items_having_any_of_the_tags(
-    seeded: SQLAlchemyMetadataStore,
+    seeded: SQLAlchemyMetadataStore, filter_strategy: str
 ) -> None:
     for view in VIEWS:
         full = getter(seeded, view)()
@@ -264,8 +275,10 @@ def test_filters_keep_the_view_order_whatever_join_the_planner_prefers(
             assert walk(store, view, 2, tags=["red"]) == expected, view
 
 
-def test_path_prefix_is_literal(store: SQLAlchemyMetadataStore, queue: WorkQueue) -> None:
-    paths = ["/a%b/1", "/axb/1", "/a_b/1", "/ayb/1", "/a%b2", "/A%b/1", "/a%/x"]
+def test_path_prefix_is_literal(
+    store: SQLAlchemyMetadataStore, queue: WorkQueue, filter_strategy: str
+) -> None:
+    paths = ["/a%b/1", "/axb/1", "/a_b/1", "/ayb/1", "/a%b2", "/A%b/1", "/a%/x", "/é\U0010ffff/z"]
     queue.enqueue_many([{"path": p, "status": "ready"} for p in paths])
 
     def under(prefix: str) -> list[str]:
@@ -278,6 +291,8 @@ def test_path_prefix_is_literal(store: SQLAlchemyMetadataStore, queue: WorkQueue
     assert under("/") == paths
     assert under("/a%b/1") == ["/a%b/1"]
     assert under("/zzz") == []
+    assert under("/é") == under("/é\U0010ffff") == ["/é\U0010ffff/z"]
+    assert under("/\U0010ffff") == []
     pages = walk(store, "ready", 1, path_prefix="/a%")
     assert [row["virtual_path"] for row in pages] == ["/a%b/1", "/a%b2", "/a%/x"]
 
@@ -361,7 +376,7 @@ def test_cursors_of_every_view_are_refused_by_every_other(
 
 
 def test_tenants_page_their_own_rows_only(
-    make_queue: Callable[..., WorkQueue],
+    make_queue: Callable[..., WorkQueue], filter_strategy: str
 ) -> None:
     mine, theirs = make_queue(tenant_id="mine"), make_queue(tenant_id="theirs")
     seed(mine)
@@ -415,7 +430,11 @@ def model_order(view: str, row: Row) -> tuple[Any, ...]:
     tags=st.one_of(st.none(), st.lists(st.sampled_from("abc"), min_size=1, max_size=2)),
 )
 def test_paged_walks_match_a_python_model(
-    queue: WorkQueue, items: list[dict[str, Any]], limit: int, tags: list[str] | None
+    queue: WorkQueue,
+    filter_strategy: str,
+    items: list[dict[str, Any]],
+    limit: int,
+    tags: list[str] | None,
 ) -> None:
     root = f"/{uuid.uuid4().hex}"  # each example in its own namespace, selected by prefix
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -452,3 +471,70 @@ def test_paged_walks_match_a_python_model(
         expected = sorted(every, key=lambda row, v=view: model_order(v, row))
         assert getter(store, view)(path_prefix=root + "/", tags=tags) == expected
         assert walk(store, view, limit, path_prefix=root + "/", tags=tags) == expected
+
+
+def test_tag_filter_follows_tag_changes_by_api_and_plain_sql(
+    store: SQLAlchemyMetadataStore, queue: WorkQueue, raw_engine: Any
+) -> None:
+    """Reading tagged rows through the tag index (PostgreSQL's GIN) agrees with the
+    row-by-row check after every kind of change (on SQLite both are the row-by-row check)."""
+    queue.enqueue_many(
+        [
+            {"path": f"/t/{n}", "status": "ready", "tags": ["x"] if n % 2 else ["y"]}
+            for n in range(6)
+        ]
+    )
+
+    def both_ways(tag: str) -> list[str]:
+        indexed = [row["virtual_path"] for row in store.get_ready_work(tags=[tag])]
+        saved = metadata_store.FEW_FILTERED
+        metadata_store.FEW_FILTERED = 0
+        try:
+            walked = [row["virtual_path"] for row in store.get_ready_work(tags=[tag])]
+        finally:
+            metadata_store.FEW_FILTERED = saved
+        assert indexed == walked
+        return indexed
+
+    assert both_ways("x") == ["/t/1", "/t/3", "/t/5"]
+    store.set_file_metadata("/t/1", "tags", ["y", "z"])
+    store.delete_file_metadata("/t/3", "tags")
+    store.delete("/t/5")
+    assert both_ways("x") == []
+    assert both_ways("z") == ["/t/1"]
+    with raw_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE file_metadata SET value = '[\"x\"]' WHERE key = 'tags'"
+                " AND path_id = (SELECT path_id FROM file_paths WHERE virtual_path = '/t/0')"
+            )
+        )
+    assert both_ways("x") == ["/t/0"]
+    store.delete_file_metadata("/t/0", "status")  # no longer a work item
+    assert both_ways("x") == []
+    store.put("/t/5")  # back, empty
+    queue.enqueue_many([{"path": "/t/5", "status": "ready", "tags": ["x", "x"]}])
+    assert both_ways("x") == ["/t/5"]
+
+
+def test_filtered_pages_keep_the_view_order_whatever_join_postgresql_plans(
+    backend: str, db_url: str, filter_strategy: str
+) -> None:
+    """With nested loops and merge joins off, PostgreSQL hashes any join it can: a filter
+    planned as a join above the view would come back in hash order, not the view's."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL planner settings")
+    options = "-c enable_nestloop=off -c enable_mergejoin=off"
+    hashing = SQLAlchemyMetadataStore(db_url, engine_options={"connect_args": {"options": options}})
+    queue = WorkQueue(hashing)
+    try:
+        seed(queue)
+        for view in VIEWS:
+            full = getter(hashing, view)()
+            for filters in ({"tags": ["red", "multi"]}, {"path_prefix": f"/p/{view}/b1"}):
+                kept = getter(hashing, view)(**filters)
+                assert kept == [row for row in full if row in kept], (view, filters)
+                assert walk(hashing, view, 2, **filters) == kept, (view, filters)
+    finally:
+        queue.close()
+        hashing.close()
