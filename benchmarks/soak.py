@@ -263,6 +263,9 @@ def worker_main(
 ) -> None:
     # Planned failures and retried writes are the point here; log only what is worse.
     logging.getLogger("nexus").setLevel(logging.ERROR)
+    stop = threading.Event()
+    if mode == "loop":  # before anything slow, so a SIGTERM while opening is a clean stop
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         ledger = Ledger(Path(ledger_dir) / f"ledger-{worker_id}.jsonl")
         store = open_store(url)
@@ -279,8 +282,6 @@ def worker_main(
                 write_retry_seconds=WRITE_RETRY_SECONDS,
             ).run()
         else:
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
             claim_loop(queue, worker_id, handler, lease_seconds, stop)
         queue.close()
         store.close()

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from nexus.errors import NexusDatabaseError, NexusError, ReadOnlyDatabaseError
@@ -119,7 +120,12 @@ class Database:
     def transaction(self, work: Callable[[Any], T], *, write: bool = True) -> T:
         """Run ``work(cursor)`` in one transaction on this thread's driver connection."""
         for attempt in range(WRITE_ATTEMPTS):
-            conn = self._connection()
+            try:
+                conn = self._connection()
+            except (psycopg.Error, sqlite3.Error, DBAPIError) as exc:
+                # The server is away (a restart), or the connection died during the driver's
+                # first-connect set-up: as retryable as a write that failed.
+                raise NexusDatabaseError(f"cannot connect to the database: {exc}") from exc
             try:
                 return self._run(conn, work, write)
             except psycopg.Error as exc:
