@@ -120,7 +120,8 @@ def bench_database(
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
         name = f"nexus_{tag}_{uuid.uuid4().hex[:10]}"
-        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        # pre_ping: the server may have restarted since (benchmarks/soak.py --restart-postgres)
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
         db = BenchDB(
