@@ -119,24 +119,21 @@ def test_the_worker_retries_recording_a_handler_failure_when_its_backend_dies(
     ]
 
 
-def test_a_server_that_cannot_be_reached_is_a_typed_error_for_queue_calls() -> None:
+def test_a_server_that_cannot_be_reached_is_a_typed_error_for_driver_level_calls() -> None:
     # Found by benchmarks/soak.py: opening the driver connection (while the server restarts,
     # or when a backend dies during the driver's first-connect type lookups) raised the
-    # driver's own exception, which Worker's write retries do not catch.
-    store = SQLAlchemyMetadataStore(
-        "postgresql+psycopg://postgres@127.0.0.1:9/nowhere?connect_timeout=2",
-        run_migrations=False,
+    # driver's own exception, which Worker's write retries do not catch. Every queue call
+    # runs through Database.transaction.
+    from nexus.storage.database import Database
+    from nexus.storage.engine import create_engine
+
+    database = Database(
+        create_engine("postgresql+psycopg://postgres@127.0.0.1:9/nowhere?connect_timeout=2")
     )
-    queue = WorkQueue(store)
     try:
-        for call in (
-            lambda: queue.claim_ready_work("w"),
-            lambda: queue.complete_work("/a", "t"),
-            lambda: queue.work_stats(),
-        ):
-            with pytest.raises(NexusDatabaseError) as caught:
-                call()
-            assert caught.value.__cause__ is not None
+        with pytest.raises(NexusDatabaseError) as caught:
+            database.transaction(lambda cursor: cursor.execute("SELECT 1"))
+        assert caught.value.__cause__ is not None
     finally:
-        queue.close()
-        store.close()
+        database.close()
+        database.engine.dispose()
