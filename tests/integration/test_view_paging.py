@@ -517,13 +517,12 @@ def test_tag_filter_follows_tag_changes_by_api_and_plain_sql(
     assert both_ways("x") == ["/t/5"]
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_filtered_pages_keep_the_view_order_whatever_join_postgresql_plans(
     backend: str, db_url: str, filter_strategy: str
 ) -> None:
     """With nested loops and merge joins off, PostgreSQL hashes any join it can: a filter
     planned as a join above the view would come back in hash order, not the view's."""
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL planner settings")
     options = "-c enable_nestloop=off -c enable_mergejoin=off"
     hashing = SQLAlchemyMetadataStore(db_url, engine_options={"connect_args": {"options": options}})
     queue = WorkQueue(hashing)
