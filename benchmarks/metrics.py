@@ -16,20 +16,11 @@ with ``--items``.
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import random
+import time
 
-# benchmarks/ holds a queue.py: keep it from shadowing the standard library's ``queue``
-# (psycopg imports it), but still find common.py next to this file.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.append(_HERE)
-
-import argparse  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
-
-import common  # noqa: E402
+import common
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,33 +51,25 @@ then holds exactly ``--items`` items. ``measure_peers()`` is the entry point for
 
 from __future__ import annotations
 
-import os
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import importlib.util
+import json
+import multiprocessing
+import queue
+import random
+import sqlite3
 import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
 
-# Keep this directory off sys.path so benchmarks/queue.py cannot shadow the standard
-# library's ``queue`` (multiprocessing imports it), but still find common.py next to it.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.append(_HERE)
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import importlib.metadata  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import queue  # noqa: E402
-import random  # noqa: E402
-import sqlite3  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from collections.abc import Callable, Coroutine, Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from common import BenchDB, bench_database, header, log, table  # noqa: E402
+from common import BenchDB, bench_database, header, log, table
 
 SPAWN = multiprocessing.get_context("spawn")
 SEED = 20240611

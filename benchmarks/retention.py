@@ -23,26 +23,18 @@ d. after the prune (PostgreSQL: and ``VACUUM ANALYZE``): the same measures as a.
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import multiprocessing
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
 
-# benchmarks/queue.py sits next to this file: keep the directory from shadowing the standard
-# library's ``queue`` module (psycopg and multiprocessing import it), but find common.py.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.append(_HERE)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from datetime import timedelta  # noqa: E402
-from typing import Any  # noqa: E402
-
-import sqlalchemy as sa  # noqa: E402
-from common import (  # noqa: E402
+import sqlalchemy as sa
+from common import (
     bench_database,
     fmt_ms,
     header,

@@ -32,10 +32,10 @@ for db in sqlite pg; do
     arg=sqlite; [ "$db" = pg ] && arg=$PG
     for workers in 1 4; do
         for batch in 1 10; do
-            run "queue-$db-w$workers-b$batch" benchmarks/queue.py --db "$arg" --items 20000 \
+            run "queue-$db-w$workers-b$batch" benchmarks/drain.py --db "$arg" --items 20000 \
                 --workers "$workers" --batch "$batch"
             if [ "$db" = pg ]; then  # the same with planner statistics refreshed first
-                run "queue-$db-w$workers-b$batch-analyze" benchmarks/queue.py --db "$arg" \
+                run "queue-$db-w$workers-b$batch-analyze" benchmarks/drain.py --db "$arg" \
                     --items 20000 --workers "$workers" --batch "$batch" --analyze
             fi
         done

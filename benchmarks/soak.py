@@ -56,39 +56,32 @@ backends, restarts, violations) and exits 1 on any violation.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import glob
+import itertools
+import json
+import logging
+import multiprocessing
 import os
+import random
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+import traceback
+import zlib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
 
-# benchmarks/queue.py would shadow the standard library's ``queue`` module (multiprocessing
-# and psycopg import it): keep this directory off the front of sys.path, but find common.py.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.append(_HERE)
-
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import glob  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import multiprocessing  # noqa: E402
-import random  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-import zlib  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import datetime, timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
-
-import sqlalchemy as sa  # noqa: E402
-from common import BenchDB, bench_database, header, log, nexus_version, percentile, table  # noqa: E402
+import sqlalchemy as sa
+from common import BenchDB, bench_database, header, log, nexus_version, percentile, table
 
 nexus_version()  # record the code's version before importing it
 

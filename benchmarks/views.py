@@ -31,24 +31,15 @@ indexes on PostgreSQL, revision 0008):
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import json
+import random
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
-# benchmarks/queue.py would shadow the standard library's ``queue`` module (SQLAlchemy's pool
-# and multiprocessing import it) if this directory came first on sys.path: put it last.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.append(_HERE)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from common import (  # noqa: E402
+from common import (
     BenchDB,
     bench_database,
     fmt_bytes,

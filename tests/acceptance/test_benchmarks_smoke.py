@@ -1,4 +1,4 @@
-"""The benchmark scripts (benchmarks/views.py, benchmarks/queue.py) run, at a tiny size, on
+"""The benchmark scripts (benchmarks/views.py, benchmarks/drain.py) run, at a tiny size, on
 SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table printed, exactly-once
 held in the queue drain (nexus and the bare-driver loop)."""
 
@@ -82,7 +82,7 @@ def test_queue_benchmark_smoke(
     db = _db_arg(backend, request, tmp_path)
     proc = _run(
         [
-            str(BENCH / "queue.py"),
+            str(BENCH / "drain.py"),
             "--db",
             db,
             "--items",

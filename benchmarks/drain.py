@@ -1,10 +1,10 @@
 """Benchmark of the work queue: enqueue, bulk enqueue, multi-process drains, peers, history.
 
-    python benchmarks/queue.py --db sqlite --items 20000 --workers 1 --batch 1
-    python benchmarks/queue.py --db postgresql --items 20000 --workers 4 --batch 10
-    python benchmarks/queue.py --db sqlite --items 20000 --compare            # + huey, bare
-    python benchmarks/queue.py --db postgresql --items 20000 --compare        # + pgqueuer, bare
-    python benchmarks/queue.py --db sqlite --items 20000 --history 1000000    # claims at 1M
+    python benchmarks/drain.py --db sqlite --items 20000 --workers 1 --batch 1
+    python benchmarks/drain.py --db postgresql --items 20000 --workers 4 --batch 10
+    python benchmarks/drain.py --db sqlite --items 20000 --compare            # + huey, bare
+    python benchmarks/drain.py --db postgresql --items 20000 --compare        # + pgqueuer, bare
+    python benchmarks/drain.py --db sqlite --items 20000 --history 1000000    # claims at 1M
 
 Everything goes through the ``nexus.work`` API (``WorkQueue(store)``, ``Worker(queue, ...)``)
 on throwaway databases (``--db`` as in benchmarks/common.py):
@@ -38,31 +38,23 @@ Every step has a time limit (``--timeout`` per drain, ``--history-timeout`` for 
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import cProfile
+import json
+import multiprocessing
 import os
-import sys
+import queue as std_queue
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-# This file is named queue.py: keep its directory from shadowing the standard library's
-# ``queue`` module (multiprocessing imports it), but still find common.py next to it.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.append(_HERE)
-
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import cProfile  # noqa: E402
-import json  # noqa: E402
-import multiprocessing  # noqa: E402
-import queue as std_queue  # noqa: E402
-import random  # noqa: E402
-import sqlite3  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import sqlalchemy as sa  # noqa: E402
-from common import (  # noqa: E402
+import sqlalchemy as sa
+from common import (
     BenchDB,
     bench_database,
     fmt_ms,
