@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import click
 
-from nexus.cli.common import database, database_option, db_option, open_queue
+from nexus.cli.common import database, db_option, open_queue, tenant
 from nexus.errors import NexusConfigError
 
 MISSING_EXTRA = "nexus metrics needs the 'web' extra: pip install 'nexus-workqueue[web]'"
 
 
 @click.command()
-@database_option
+@db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
 @click.option("--admin", is_flag=True, help="Enable the retry/cancel/release buttons.")
@@ -21,7 +21,7 @@ def web(db: str | None, host: str, port: int, admin: bool) -> None:
     """Serve the web dashboard of the database (read-only unless --admin) until Ctrl-C."""
     from nexus.web import serve
 
-    serve(database(db), host=host, port=port, admin=admin)
+    serve(database(db), host=host, port=port, admin=admin, tenant=tenant())
 
 
 @click.command()

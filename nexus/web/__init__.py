@@ -32,10 +32,17 @@ def create_app(store: SQLAlchemyMetadataStore, *, admin: bool = False) -> Starle
     return build_app(store, admin=admin)
 
 
-def serve(db: str, host: str = "127.0.0.1", port: int = 8765, admin: bool = False) -> None:
-    """Serve the dashboard of ``db`` (SQLite path or database URL) until interrupted."""
+def serve(
+    db: str,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    admin: bool = False,
+    tenant: str = "default",
+) -> None:
+    """Serve the dashboard of ``tenant`` in ``db`` (SQLite path or database URL) until
+    interrupted."""
     try:
         from nexus.web.server import serve as run
     except ImportError as exc:
         raise NexusConfigError(_MISSING) from exc
-    run(db, host=host, port=port, admin=admin)
+    run(db, host=host, port=port, admin=admin, tenant=tenant)

@@ -31,9 +31,16 @@ class DashboardServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
-def serve(db: str, host: str = "127.0.0.1", port: int = 8765, admin: bool = False) -> None:
-    """Run the dashboard on ``db`` (a SQLite path or a database URL) until interrupted."""
-    store = SQLAlchemyMetadataStore(db)
+def serve(
+    db: str,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    admin: bool = False,
+    tenant: str = "default",
+) -> None:
+    """Run the dashboard of ``tenant`` on ``db`` (a SQLite path or a database URL) until
+    interrupted."""
+    store = SQLAlchemyMetadataStore(db, tenant_id=tenant)
     try:
         DashboardServer(build_app(store, admin=admin), host=host, port=port).run()
     finally:

@@ -29,19 +29,22 @@ def test_web_passes_its_options_to_serve(monkeypatch: pytest.MonkeyPatch, db_url
 
     calls: list[dict[str, Any]] = []
 
-    def serve(db: str, host: str = "", port: int = 0, admin: bool = False) -> None:
-        calls.append({"db": db, "host": host, "port": port, "admin": admin})
+    def serve(
+        db: str, host: str = "", port: int = 0, admin: bool = False, tenant: str = ""
+    ) -> None:
+        calls.append({"db": db, "host": host, "port": port, "admin": admin, "tenant": tenant})
 
     monkeypatch.setattr(nexus.web, "serve", serve)
     runner = CliRunner()
     assert runner.invoke(cli, ["web", "--db", db_url]).exit_code == 0
     result = runner.invoke(
-        cli, ["web", "--db", db_url, "--host", "0.0.0.0", "--port", "9", "--admin"]
+        cli,
+        ["web", "--db", db_url, "--host", "0.0.0.0", "--port", "9", "--admin", "--tenant", "t1"],
     )
     assert result.exit_code == 0, result.output
     assert calls == [
-        {"db": db_url, "host": "127.0.0.1", "port": 8765, "admin": False},
-        {"db": db_url, "host": "0.0.0.0", "port": 9, "admin": True},
+        {"db": db_url, "host": "127.0.0.1", "port": 8765, "admin": False, "tenant": "default"},
+        {"db": db_url, "host": "0.0.0.0", "port": 9, "admin": True, "tenant": "t1"},
     ]
     assert runner.invoke(cli, ["web", "--db", db_url, "--port", "0"]).exit_code == 2
 
@@ -53,11 +56,17 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_web_serves_until_sigint(db_url: str) -> None:
+def test_web_serves_its_tenant_until_sigint(db_url: str) -> None:
+    for tenant, paths in (("default", ["/d/a", "/d/b"]), ("t1", ["/t/a"])):
+        with SQLAlchemyMetadataStore(db_url, tenant_id=tenant) as store:
+            queue = WorkQueue(store)
+            queue.enqueue_many([{"path": path} for path in paths])
+            queue.close()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "NEXUS_DATABASE_URL"}
+    command = ["web", "--db", db_url, "--port", str(port), "--tenant", "t1"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nexus.cli.main", "web", "--db", db_url, "--port", str(port)],
+        [sys.executable, "-m", "nexus.cli.main", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -70,7 +79,7 @@ def test_web_serves_until_sigint(db_url: str) -> None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
                     assert r.status == 200
-                    assert "nexus_work_items" in r.read().decode()
+                    text = r.read().decode()
                 break
             except OSError:
                 assert time.monotonic() < deadline, "the server never answered"
@@ -79,6 +88,9 @@ def test_web_serves_until_sigint(db_url: str) -> None:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     assert "Traceback" not in stderr
+    families = {f.name: f for f in parser.text_string_to_metric_families(text)}
+    items = {s.labels["status"]: s.value for s in families["nexus_work_items"].samples}
+    assert items.get("ready") == 1.0  # t1's one item, not the default tenant's two
 
 
 def test_metrics_parse_and_match_work_stats(db_url: str) -> None:
