@@ -252,29 +252,6 @@ def test_tags_filter_keeps_items_having_any_of_the_tags(
         assert getter(seeded, view)(tags=None) == full
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
-def test_filters_keep_the_view_order_whatever_join_the_planner_prefers(
-    db_url: str, queue: WorkQueue
-) -> None:
-    """With hash and nested-loop joins off, a filter planned as a join is merged by path_id;
-    the filtered rows must still come in the view's order."""
-    seed(queue)
-    full = {view: getter(queue.store, view)() for view in VIEWS}
-    options = "-c enable_hashjoin=off -c enable_nestloop=off"
-    with SQLAlchemyMetadataStore(
-        db_url, engine_options={"connect_args": {"options": options}}
-    ) as store:
-        for view in VIEWS:
-            tags_of = {
-                row["path_id"]: store.get_file_metadata(row["virtual_path"], "tags") or []
-                for row in full[view]
-            }
-            expected = [row for row in full[view] if "red" in tags_of[row["path_id"]]]
-            assert expected, view
-            assert getter(store, view)(tags=["red"]) == expected, view
-            assert walk(store, view, 2, tags=["red"]) == expected, view
-
-
 def test_path_prefix_is_literal(
     store: SQLAlchemyMetadataStore, queue: WorkQueue, filter_strategy: str
 ) -> None:
@@ -518,12 +495,20 @@ def test_tag_filter_follows_tag_changes_by_api_and_plain_sql(
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        "-c enable_nestloop=off -c enable_mergejoin=off",
+        "-c enable_nestloop=off -c enable_hashjoin=off",
+    ],
+    ids=["hash_joins", "merge_joins"],
+)
 def test_filtered_pages_keep_the_view_order_whatever_join_postgresql_plans(
-    backend: str, db_url: str, filter_strategy: str
+    backend: str, db_url: str, filter_strategy: str, options: str
 ) -> None:
-    """With nested loops and merge joins off, PostgreSQL hashes any join it can: a filter
-    planned as a join above the view would come back in hash order, not the view's."""
-    options = "-c enable_nestloop=off -c enable_mergejoin=off"
+    """With nested loops off, PostgreSQL hashes (or, with hash joins off too, merges by
+    path_id) any join it can: a filter planned as a join above the view would come back in
+    hash or path_id order, not the view's."""
     hashing = SQLAlchemyMetadataStore(db_url, engine_options={"connect_args": {"options": options}})
     queue = WorkQueue(hashing)
     try:
