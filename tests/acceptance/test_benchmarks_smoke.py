@@ -1,4 +1,4 @@
-"""The benchmark scripts (benchmarks/views.py, benchmarks/drain.py) run, at a tiny size, on
+"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py) run, at a tiny size, on
 SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table printed, exactly-once
 held in the queue drain (nexus and the bare-driver loop)."""
 
@@ -104,3 +104,49 @@ def test_queue_benchmark_smoke(
     assert "exactly-once (nexus): OK -- 300 items, 0 with" in out
     assert "exactly-once (bare):  OK -- 300/300 rows" in out
     assert "% of bare" in out
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_retention_benchmark_smoke(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Exit code 0 only when the prune removed every seeded item and the claimer process
+    ended cleanly; both tables printed."""
+    db = _db_arg(backend, request, tmp_path)
+    proc = _run(
+        [
+            str(BENCH / "retention.py"),
+            *("--db", db, "--history", "300", "--chunk", "100", "--ready", "50"),
+            *("--claims", "20", "--reps", "5", "--batch-size", "100"),
+        ],
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| claim " in proc.stdout
+    assert "batch_size=100" in proc.stdout
+    assert "pruned 300 of 300" in proc.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_metrics_benchmark_smoke(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A timing row for the scrape and each of its parts."""
+    db = _db_arg(backend, request, tmp_path)
+    proc = _run(
+        [
+            str(BENCH / "metrics.py"),
+            *("--db", db, "--items", "300", "--chunk", "100", "--worked", "40", "--reps", "3"),
+        ],
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for row in (
+        "render_metrics(queue)",
+        "work_stats()",
+        "work_event_counts()",
+        "oldest_ready_at()",
+        "work_throughput(24)",
+    ):
+        assert f"| {row}" in proc.stdout, row
+    assert "40 claimed and finished" in proc.stdout
