@@ -76,6 +76,9 @@ def test_two_dependencies_completed_concurrently_release_their_dependent(
                 if not thread.is_alive():
                     break  # it failed (reported below) or did not need the row
                 assert time.monotonic() < deadline, "the second completion never waited"
+                # pg_stat_activity is a snapshot held for the whole transaction: end it, or
+                # a second completion that starts waiting after the first look is never seen.
+                watcher.rollback()
                 time.sleep(0.02)
         first_tx.commit()
         first.close()
