@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webtools import XSS_PATH, LiveServer, Seeded
+from webtools import XSS_PATH, LiveServer, Seeded, etl_graph, wide_graph
 
-from nexus.web import create_app
+from nexus.web import create_app, data
 from nexus.work import WorkQueue
 
 try:
@@ -145,3 +145,93 @@ def test_dashboard_in_chromium(
     page.goto(server.url + f"/items/{seeded.ids['xss']}")
     assert page.locator("p.path-title code").inner_text() == XSS_PATH
     assert page.locator("main script").count() == 0
+
+
+# Every node box and every edge of the drawn graph in the SVG's coordinates: boxes from their
+# rect's bounding box through its transform, edges sampled every pixel along the path.
+GEOMETRY = """svg => {
+  const at = (el, x, y) => {
+    const m = el.getCTM(), s = svg.getCTM().inverse().multiply(m);
+    return { x: s.a * x + s.c * y + s.e, y: s.b * x + s.d * y + s.f };
+  };
+  const boxes = [...svg.querySelectorAll("g.node")].map(g => {
+    const rect = g.querySelector("rect"), b = rect.getBBox();
+    const p = at(rect, b.x, b.y), q = at(rect, b.x + b.width, b.y + b.height);
+    return { path: g.dataset.path, x1: p.x, y1: p.y, x2: q.x, y2: q.y };
+  });
+  const edges = [...svg.querySelectorAll("path.edge")].map(e => {
+    const length = e.getTotalLength(), points = [];
+    for (let d = 0; d < length; d += 1) { const p = e.getPointAtLength(d); points.push(at(e, p.x, p.y)); }
+    const end = e.getPointAtLength(length);
+    points.push(at(e, end.x, end.y));
+    return { from: e.dataset.from, to: e.dataset.to, points: points };
+  });
+  return { boxes, edges };
+}"""
+
+Point = dict[str, float]
+
+
+def _inside(point: Point, box: dict[str, Any], margin: float) -> bool:
+    return (
+        box["x1"] + margin < point["x"] < box["x2"] - margin
+        and box["y1"] + margin < point["y"] < box["y2"] - margin
+    )
+
+
+def _on_border(point: Point, box: dict[str, Any]) -> bool:
+    near_x = box["x1"] - 1 <= point["x"] <= box["x2"] + 1
+    near_y = box["y1"] - 1 <= point["y"] <= box["y2"] + 1
+    return near_x and near_y and not _inside(point, box, 1)
+
+
+def _shared_fraction(edge: list[Point], other: list[Point]) -> float:
+    """The share of ``edge``'s points within a pixel of ``other``."""
+    close = sum(
+        1
+        for p in edge
+        if any(abs(p["x"] - q["x"]) <= 1 and abs(p["y"] - q["y"]) <= 1 for q in other)
+    )
+    return close / len(edge)
+
+
+@pytest.mark.parametrize("build", [etl_graph, wide_graph], ids=["etl", "wide"])
+def test_graph_edges_pass_through_no_box(
+    page: Any,
+    queue: WorkQueue,
+    serve_app: Callable[..., LiveServer],
+    backend: str,
+    tmp_path: Path,
+    build: Callable[[WorkQueue], str],
+) -> None:
+    """Every edge of an item's dependency graph is drawn from its dependency's box to its
+    dependent's, through no box at all (not even its own two: it touches their borders), and
+    no two edges run along each other indistinguishably."""
+    root = build(queue)
+    root_id = str(queue.store.get_path_id(root))
+    server = serve_app(create_app(queue.store))
+    page.set_default_timeout(10_000)
+    page.goto(server.url + f"/items/{root_id}")
+    page.wait_for_selector('#graph[data-drawn="true"] svg')
+    drawn = page.locator("#graph svg").evaluate(GEOMETRY)
+    page.locator("#graph").screenshot(path=str(tmp_path / f"{build.__name__}.png"))
+
+    expected = data.graph(queue, root_id)
+    path_of = {n["id"]: n["path"] for n in expected["nodes"]}
+    wanted = sorted((path_of[e["from"]], path_of[e["to"]]) for e in expected["edges"])
+    assert sorted((e["from"], e["to"]) for e in drawn["edges"]) == wanted
+    assert sorted(b["path"] for b in drawn["boxes"]) == sorted(path_of.values())
+    boxes = {b["path"]: b for b in drawn["boxes"]}
+    for edge in drawn["edges"]:
+        name = f"{edge['from']} -> {edge['to']}"
+        points = edge["points"]
+        assert _on_border(points[0], boxes[edge["from"]]), name
+        assert _on_border(points[-1], boxes[edge["to"]]), name
+        for box in drawn["boxes"]:
+            through = [p for p in points if _inside(p, box, 1)]
+            assert not through, f"{name} passes through {box['path']} at {through[0]}"
+    edges = drawn["edges"]
+    for i, edge in enumerate(edges):
+        for other in edges[i + 1 :]:
+            shared = _shared_fraction(edge["points"], other["points"])
+            assert shared < 0.25, (edge["from"], edge["to"], other["from"], other["to"], shared)
