@@ -103,22 +103,23 @@ def test_dashboard_in_chromium(
     page.goto(server.url + "/")
     stats = queue.work_stats()
     for status, count in stats["by_status"].items():
-        assert _stat(page, status) == str(count)
-    assert _stat(page, "ready_now") == str(stats["ready"])
-    assert _stat(page, "waiting") == str(stats["blocked"])
+        assert _stat(page, f"status_{status}") == str(count)
+    assert _stat(page, "ready_now") == str(stats["ready_now"])
+    assert _stat(page, "waiting_on_dependencies") == str(stats["waiting_on_dependencies"])
     page.wait_for_selector("#live-status.on")  # the event stream is open
     shoot(page, "dashboard")
 
     # A change made by another connection shows up without a reload.
     make_queue().enqueue("/jobs/live/new")
     expected = str(stats["by_status"]["ready"] + 1)
-    expect(page.locator('[data-stat="ready"]')).to_have_text(expected)
+    expect(page.locator('[data-stat="status_ready"]')).to_have_text(expected)
 
-    # Blocked -> the item's blocking chain and its graph.
-    page.click("nav >> text=Blocked")
+    # Waiting on dependencies -> the item's blocking chain and its graph.
+    page.click("nav >> text=Waiting on dependencies")
     page.wait_for_url(re.compile(r"/blocked$"))
     row = page.locator("tr", has_text="/jobs/dag/load")
-    assert row.locator('[data-col="blocker_count"]').inner_text() == "1"
+    assert row.locator('[data-col="status"]').inner_text() == "blocked"
+    assert row.locator('[data-col="blocker_count"]').inner_text() == "1 dependency"
     row.locator("text=blocking chain").click()
     page.wait_for_url(re.compile(rf"/items/{seeded.ids['load']}#chain$"))
     chain = page.locator("ol.chain li").all_inner_texts()
@@ -138,7 +139,7 @@ def test_dashboard_in_chromium(
     page.wait_for_url(re.compile(rf"/items/{seeded.ids['dead']}$"))
     assert page.locator('[data-field="status"]').inner_text() == "ready"
     assert (queue.get_work_item(seeded.ids["dead"]) or {})["status"] == "ready"
-    page.click("nav >> text=Ready")
+    page.click("nav >> text=Ready now")
     assert page.locator("td.path", has_text=seeded.paths["dead"]).count() == 1
 
     # A path made of markup is text, not markup.
@@ -161,7 +162,10 @@ GEOMETRY = """svg => {
   });
   const edges = [...svg.querySelectorAll("path.edge")].map(e => {
     const length = e.getTotalLength(), points = [];
-    for (let d = 0; d < length; d += 1) { const p = e.getPointAtLength(d); points.push(at(e, p.x, p.y)); }
+    for (let d = 0; d < length; d += 1) {
+      const p = e.getPointAtLength(d);
+      points.push(at(e, p.x, p.y));
+    }
     const end = e.getPointAtLength(length);
     points.push(at(e, end.x, end.y));
     return { from: e.dataset.from, to: e.dataset.to, points: points };
@@ -235,3 +239,59 @@ def test_graph_edges_pass_through_no_box(
         for other in edges[i + 1 :]:
             shared = _shared_fraction(edge["points"], other["points"])
             assert shared < 0.25, (edge["from"], edge["to"], other["from"], other["to"], shared)
+
+
+# Where each line of an element's text starts: the text before each character that begins a
+# new line box (read per character with Range.getClientRects).
+LINE_BREAKS = """el => {
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  const chars = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.data.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const rect = range.getClientRects()[0];
+      if (rect) { chars.push({ c: node.data[i], top: Math.round(rect.top) }); }
+    }
+  }
+  const text = chars.map(x => x.c).join("");
+  const breaks = [];
+  for (let i = 1; i < chars.length; i++) {
+    if (chars[i].top > chars[i - 1].top) { breaks.push(text.slice(0, i)); }
+  }
+  return { text: text, breaks: breaks };
+}"""
+
+LONG_PATH = "/warehouse/exports/customer-segments/quarterly-rollups/region-north-east/" + (
+    "2026-q4/customer-lifetime-value-by-cohort.parquet"
+)
+
+
+def test_long_paths_wrap_after_a_slash(
+    page: Any, queue: WorkQueue, serve_app: Callable[..., LiveServer], backend: str
+) -> None:
+    """In a narrow window a long path wraps onto several lines, and every line but the
+    first starts right after a '/': on the list of items waiting on dependencies, in the
+    item page's title and in its blocking chain."""
+    queue.enqueue("/warehouse/exports/source-of-everything.parquet", status="pending")
+    queue.enqueue(LONG_PATH, depends_on="/warehouse/exports/source-of-everything.parquet")
+    queue.enqueue("/warehouse/report.json", depends_on=LONG_PATH, status="blocked")
+    server = serve_app(create_app(queue.store))
+    page.set_viewport_size({"width": 420, "height": 800})
+    page.set_default_timeout(10_000)
+    long_id = queue.store.get_path_id(LONG_PATH)
+    report_id = queue.store.get_path_id("/warehouse/report.json")
+    places = [
+        ("/blocked", "td.path a"),
+        (f"/items/{long_id}", "p.path-title code"),
+        (f"/items/{report_id}", "ol.chain li a"),
+    ]
+    for url, selector in places:
+        page.goto(server.url + url)
+        shown = page.locator(selector, has_text="lifetime")
+        laid = shown.evaluate(LINE_BREAKS)
+        assert laid["text"] == LONG_PATH, url
+        assert len(laid["breaks"]) >= 2, (url, laid)  # it did wrap
+        for before in laid["breaks"]:
+            assert before.endswith("/"), (url, before)
