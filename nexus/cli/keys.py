@@ -56,7 +56,16 @@ WORK_ITEM_KEYS = (
 
 BLOCKER_KEYS = ("path", "path_id", "status", "why", "depth", "blocks")
 HISTORY_KEYS = ("event", "at", "worker_id", "detail")
-STATS_KEYS = ("ready", "pending", "blocked", "in_progress", "by_status")
+# ready_now / waiting_on_dependencies name what ready / blocked (their older names) count.
+STATS_KEYS = (
+    "ready_now",
+    "waiting_on_dependencies",
+    "ready",
+    "pending",
+    "blocked",
+    "in_progress",
+    "by_status",
+)
 REVISION_KEYS = ("revision", "head", "up_to_date")
 GRAPH_KEYS = ("root", "tag", "direction", "nodes", "edges", "truncated")
 GRAPH_NODE_KEYS = ("path", "path_id", "status", "priority", "tags")

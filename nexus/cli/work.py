@@ -102,13 +102,38 @@ def work() -> None:
 # ---------------------------------------------------------------------------------- views
 
 
+# The human titles of the views, in the words of docs/views.md's glossary.
+VIEW_TITLES = {
+    "ready": "ready now",
+    "pending": "status pending",
+    "blocked": "waiting on dependencies",
+    "in-progress": "in progress",
+    "by-priority": "every work item, by priority",
+}
+
+
+def waits_on(count: int) -> str:
+    return f"{count} dependency" if count == 1 else f"{count} dependencies"
+
+
+def _human_rows(name: str, items: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows a person reads; a row waiting on dependencies shows its status
+    and how many dependencies it waits on."""
+    columns = ["virtual_path", "status", "priority", *VIEWS[name][1]]
+    if name != "blocked":
+        return columns, items
+    rows = [{**item, "waits on": waits_on(item["blocker_count"])} for item in items]
+    return ["virtual_path", "status", "waits on", "priority"], rows
+
+
 def _view_command(name: str, method: str, extra: tuple[str, ...]) -> click.Command:
     keys = (*VIEW_KEYS, *extra)
-    columns = ["virtual_path", "status", "priority", *extra]
     doc = {
-        "ready": "Items a worker can claim now (ready, dependencies done, run_after reached).",
+        "ready": "Items ready now: a worker can claim them (status ready, every dependency "
+        "completed, run_after reached).",
         "pending": "Items with status pending (parked: not claimed until set to ready).",
-        "blocked": "Items waiting for unresolved dependencies, most blockers first.",
+        "blocked": "Items waiting on dependencies (any status; a dependency not completed), "
+        "with their status and how many they wait on, most first.",
         "in-progress": "Items being worked on, with their worker, newest claim first.",
         "by-priority": "Every work item whatever its status, in priority order, with tags.",
     }[name]
@@ -136,7 +161,8 @@ def _view_command(name: str, method: str, extra: tuple[str, ...]) -> click.Comma
         if as_json:
             emit_json(page_document(items, page.next_cursor))
             return
-        table(name, columns, items)
+        columns, rows = _human_rows(name, items)
+        table(VIEW_TITLES[name], columns, rows)
         print_next_cursor(page.next_cursor)
 
     return view
@@ -393,11 +419,13 @@ def graph(
 
 
 def stats_tables(stats: dict[str, Any]) -> Group:
-    views = Table(title="work_stats", title_justify="left")
-    for name in STATS_KEYS[:4]:
-        views.add_column(name, justify="right")
-    views.add_row(*(str(stats[name]) for name in STATS_KEYS[:4]))
-    by_status = Table(title="by status", title_justify="left")
+    """The two ideas apart: the views (ready now, waiting on dependencies), then the status
+    counts (the six values of the status key)."""
+    views = Table(title="work views", title_justify="left")
+    for label in ("ready now", "waiting on dependencies"):
+        views.add_column(label, justify="right")
+    views.add_row(str(stats["ready_now"]), str(stats["waiting_on_dependencies"]))
+    by_status = Table(title="status counts", title_justify="left")
     for name in STATUSES:
         by_status.add_column(name, justify="right")
     by_status.add_row(*(str(stats["by_status"][name]) for name in STATUSES))
@@ -415,7 +443,8 @@ def _stats(queue: WorkQueue) -> dict[str, Any]:
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @json_option
 def stats(db: str | None, watch: bool, interval: float, count: int | None, as_json: bool) -> None:
-    """Counts of the views and of each status, from maintained counters (cheap)."""
+    """Items ready now and waiting on dependencies, and the status counts, from maintained
+    counters (cheap)."""
     if watch and as_json:
         raise click.UsageError("--watch draws tables; it cannot be combined with --json")
     with open_queue(db) as queue:

@@ -11,6 +11,7 @@ and pass :mod:`nexus.web.security`'s origin and CSRF checks.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -19,10 +20,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+import markupsafe
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
+    FileResponse,
     JSONResponse,
     PlainTextResponse,
     RedirectResponse,
@@ -75,6 +78,7 @@ class Dashboard:
         env.globals["query"] = _query
         env.filters["when"] = _when
         env.filters["duration"] = _duration
+        env.filters["path"] = _path
         self.templates = Jinja2Templates(env=env)
 
     def close(self) -> None:
@@ -123,6 +127,15 @@ def _duration(seconds: float | None) -> str:
         return f"{hours}h {minutes:02d}m"
     days, hours = divmod(hours, 24)
     return f"{days}d {hours}h"
+
+
+def _path(path: str | None) -> markupsafe.Markup:
+    """A path, escaped, that a line may break after a ``/`` and nowhere else: each segment
+    with its ``/`` is a span that does not wrap (CSS ``.seg``; a hyphen or a dot would
+    otherwise be a break), with a ``<wbr>`` between them."""
+    pieces = [piece for piece in re.split(r"(?<=/)", path or "") if piece]
+    seg = markupsafe.Markup('<span class="seg">{}</span>')
+    return markupsafe.Markup("<wbr>").join(seg.format(piece) for piece in pieces)
 
 
 def _query(base: dict[str, Any], **changes: Any) -> str:
@@ -174,15 +187,19 @@ def _page_route(
     build: Callable[[Request], dict[str, Any]],
     *,
     name: str,
+    kind: str = "",
 ) -> list[BaseRoute]:
-    """A page and its JSON twin (``/api`` + path) from one builder."""
+    """A page and its JSON twin (``/api`` + path) from one builder; ``kind`` tells a list
+    template which list it draws."""
 
     def page(request: Request) -> Response:
         try:
             document = build(request)
         except NexusError as exc:
             return dash.error(request, _status_of(exc), str(exc))
-        return dash.render(request, template, page=document, title=name, params=_raw(request))
+        return dash.render(
+            request, template, page=document, title=name, kind=kind, params=_raw(request)
+        )
 
     def api(request: Request) -> Response:
         try:
@@ -269,19 +286,30 @@ def _routes(dash: Dashboard) -> list[BaseRoute]:
             return PlainTextResponse(str(exc), status_code=_status_of(exc))
         return Response(text, media_type=PROMETHEUS_TEXT)
 
+    def favicon(request: Request) -> Response:
+        """The SVG icon, also where browsers look without a ``<link rel=icon>``."""
+        return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
     routes: list[BaseRoute] = [
         *_page_route(dash, "/", "overview.html", lambda r: data.overview(queue), name="Overview"),
-        *_page_route(dash, "/ready", "list.html", views("ready_work"), name="Ready"),
-        *_page_route(dash, "/pending", "list.html", views("pending_work"), name="Pending"),
+        *_page_route(
+            dash, "/ready", "list.html", views("ready_work"), name="Ready now", kind="ready"
+        ),
+        *_page_route(
+            dash, "/pending", "list.html", views("pending_work"), name="Pending", kind="pending"
+        ),
         *_page_route(
             dash,
             "/blocked",
             "list.html",
             views("blocked_work", ("blocker_count",)),
-            name="Blocked",
+            name="Waiting on dependencies",
+            kind="blocked",
         ),
-        *_page_route(dash, "/in-progress", "list.html", in_progress, name="In progress"),
-        *_page_route(dash, "/failed", "list.html", failed, name="Failed"),
+        *_page_route(
+            dash, "/in-progress", "list.html", in_progress, name="In progress", kind="in_progress"
+        ),
+        *_page_route(dash, "/failed", "list.html", failed, name="Failed", kind="failed"),
         *_page_route(
             dash, "/workers", "workers.html", lambda r: data.workers(queue), name="Workers"
         ),
@@ -290,6 +318,7 @@ def _routes(dash: Dashboard) -> list[BaseRoute]:
         Route("/find", find, methods=["GET"]),
         Route("/events", events, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     actions: dict[str, Callable[[str], None]] = {

@@ -52,9 +52,10 @@ def overview(queue: WorkQueue) -> dict[str, Any]:
     throughput = queue.work_throughput(24)
     return {
         "by_status": stats["by_status"],
-        "ready_now": stats["ready"],
+        "ready_now": stats["ready_now"],
+        "waiting_on_dependencies": stats["waiting_on_dependencies"],
         "pending": stats["pending"],
-        "blocked": stats["blocked"],
+        "blocked": stats["waiting_on_dependencies"],  # the older name of the same count
         "in_progress": stats["in_progress"],
         "oldest_ready_at": oldest,
         "oldest_ready_age_seconds": _seconds_since(oldest) or 0.0,
@@ -154,7 +155,8 @@ def workers(queue: WorkQueue) -> dict[str, Any]:
 
 
 def item(store: SQLAlchemyMetadataStore, queue: WorkQueue, path_id: str) -> dict[str, Any]:
-    """One item: the work item, every metadata key, its history and its blocking chain."""
+    """One item: the work item (with ``ready_now``: whether ``ready_work_items`` lists it),
+    every metadata key, its history and its blocking chain."""
     work = queue.get_work_item(path_id)
     if work is None:
         raise WorkItemNotFoundError(path_id)
@@ -163,6 +165,12 @@ def item(store: SQLAlchemyMetadataStore, queue: WorkQueue, path_id: str) -> dict
     document: dict[str, Any] = dict(work)
     document.pop("lease_token", None)
     document["lease_seconds_left"] = _seconds_until(work["lease_expires_at"])
+    run_after = work["run_after"]
+    document["ready_now"] = (
+        work["status"] == "ready"
+        and not work["blocker_count"]
+        and (run_after is None or run_after <= utcnow())
+    )
     return {
         "item": document,
         "metadata": metadata,

@@ -54,24 +54,31 @@ class QueueCollector(Collector):
         oldest = self.queue.oldest_ready_at()
         events: dict[str, int] = counts["events"]
 
-        items = GaugeMetricFamily("nexus_work_items", "Work items per status.", labels=["status"])
+        items = GaugeMetricFamily(
+            "nexus_work_items",
+            "Status counts: work items per value of their status key (an item of status ready "
+            "may still wait on dependencies: nexus_work_ready counts the items ready now).",
+            labels=["status"],
+        )
         for status in STATUSES:
             items.add_metric([status], stats["by_status"][status])
         yield items
         yield GaugeMetricFamily(
             "nexus_work_ready",
-            "Items claimable now (ready, dependencies completed, run_after reached).",
-            value=stats["ready"],
+            "Work items ready now: status ready, every dependency completed, run_after reached "
+            '(not the status count nexus_work_items{status="ready"}).',
+            value=stats["ready_now"],
         )
         yield GaugeMetricFamily(
             "nexus_work_blocked",
-            "Items waiting on unresolved dependencies.",
-            value=stats["blocked"],
+            "Work items waiting on dependencies: status ready, pending or blocked and a "
+            'dependency not completed (not the status count nexus_work_items{status="blocked"}).',
+            value=stats["waiting_on_dependencies"],
         )
         age = 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())
         yield GaugeMetricFamily(
             "nexus_work_oldest_ready_age_seconds",
-            "Seconds the longest-waiting ready item has been ready (0 when none is).",
+            "Seconds the item ready now the longest has been ready (0 when none is).",
             value=round(age, 3),
         )
         named = [

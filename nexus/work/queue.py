@@ -1263,9 +1263,14 @@ class WorkQueue:
         return self.db.transaction(work, write=False)
 
     def work_stats(self) -> dict[str, Any]:
-        """Counts from maintained counters (O(1) in the number of items): ``ready``,
-        ``pending``, ``blocked``, ``in_progress`` (each equal to the number of rows the
-        matching view returns) and ``by_status``."""
+        """Counts from maintained counters (O(1) in the number of items).
+
+        ``ready_now`` (the rows of ``ready_work_items``: claimable now) and
+        ``waiting_on_dependencies`` (the rows of ``blocked_work_items``, whatever their
+        status); ``ready`` and ``blocked``, their older names, kept for compatibility;
+        ``pending`` and ``in_progress`` (the rows of those views) and ``by_status`` (the
+        status counts: items per value of the ``status`` key). docs/views.md's glossary
+        tells the two ideas apart."""
 
         def work(cur: Any) -> tuple[dict[str, int], int]:
             cur.execute(self._sql(COUNTERS), {"tenant": self.tenant_id})
@@ -1276,10 +1281,14 @@ class WorkQueue:
 
         counters, deferred = self.db.transaction(work, write=False)
         by_status = {status: counters.get(status, 0) for status in STATUSES}
+        ready_now = counters.get("eligible", 0) - deferred
+        waiting = counters.get("waiting", 0)
         return {
-            "ready": counters.get("eligible", 0) - deferred,
+            "ready_now": ready_now,
+            "waiting_on_dependencies": waiting,
+            "ready": ready_now,
             "pending": by_status["pending"],
-            "blocked": counters.get("waiting", 0),
+            "blocked": waiting,
             "in_progress": by_status["in_progress"],
             "by_status": by_status,
         }

@@ -77,7 +77,7 @@ def test_stats_watch_redraws_in_place(db_url: str) -> None:
         ["work", "stats", "--watch", "--interval", "0.2", "--count", "3", "--db", db_url]
     )
     assert code == 0, out
-    assert out.count("by status") >= 3, out
+    assert out.count("status counts") >= 3, out
     assert "\x1b[1A" in out or ERASE_LINE in out  # the cursor goes back up to redraw
 
 

@@ -1,5 +1,5 @@
-"""The wheel carries the dashboard: its templates, static files (the vendored htmx with its
-licence) and modules, and the dashboard renders from the unpacked wheel in an unrelated
+"""The wheel carries the dashboard: its templates, static files (the vendored htmx and dagre
+with their licences) and modules, and the dashboard renders from the unpacked wheel in an unrelated
 directory; without the ``web`` extra's packages, ``nexus.web`` says which extra to install
 instead of failing on an import."""
 
@@ -47,6 +47,8 @@ def test_wheel_contains_the_dashboard(wheel: Path, tmp_path: Path) -> None:
         "nexus/web/templates/item.html",
         "nexus/web/static/htmx.min.js",
         "nexus/web/static/htmx.LICENSE.txt",
+        "nexus/web/static/dagre.min.js",
+        "nexus/web/static/dagre.LICENSE.txt",
         "nexus/web/static/app.js",
         "nexus/web/static/app.css",
     ):

@@ -78,6 +78,30 @@ def test_metrics_parse_and_match_the_queue(queue: WorkQueue) -> None:
     }
 
 
+def test_ready_and_blocked_gauges_count_the_views_and_say_so(queue: WorkQueue) -> None:
+    """nexus_work_ready / nexus_work_blocked count the items ready now / waiting on
+    dependencies (the views' rows), not the statuses ready / blocked, and their HELP says
+    which is which; here the two ideas give different numbers."""
+    queue.enqueue("/v/first")
+    queue.enqueue("/v/waits", depends_on=["/v/first", "/v/nowhere"])  # status ready
+    queue.enqueue("/v/parked", status="pending", depends_on="/v/first")
+    queue.enqueue("/v/held", status="blocked")  # waits on nothing
+    queue.enqueue("/v/later", run_after=utcnow() + timedelta(hours=1))
+    text = render_metrics(queue)
+    samples = _samples(text)
+    ready_now = len(queue.store.get_ready_work())
+    waiting = len(queue.store.get_blocked_work())
+    assert (ready_now, waiting) == (1, 2)
+    assert _value(samples, "nexus_work_ready") == ready_now
+    assert _value(samples, "nexus_work_blocked") == waiting
+    assert _value(samples, "nexus_work_items", status="ready") == 3
+    assert _value(samples, "nexus_work_items", status="blocked") == 1
+    helps = {family.name: family.documentation for family in text_string_to_metric_families(text)}
+    assert helps["nexus_work_ready"].startswith("Work items ready now:")
+    assert helps["nexus_work_blocked"].startswith("Work items waiting on dependencies:")
+    assert helps["nexus_work_items"].startswith("Status counts:")
+
+
 def test_labels_are_bounded(queue: WorkQueue) -> None:
     queue.enqueue_many([{"path": f"/many/{i}"} for i in range(50)])
     for held in queue.claim_ready_work("w", limit=50):

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webtools import XSS_PATH, LiveServer, Seeded
+from webtools import XSS_PATH, LiveServer, Seeded, etl_graph, wide_graph
 
-from nexus.web import create_app
+from nexus.web import create_app, data
 from nexus.work import WorkQueue
 
 try:
@@ -103,22 +103,23 @@ def test_dashboard_in_chromium(
     page.goto(server.url + "/")
     stats = queue.work_stats()
     for status, count in stats["by_status"].items():
-        assert _stat(page, status) == str(count)
-    assert _stat(page, "ready_now") == str(stats["ready"])
-    assert _stat(page, "waiting") == str(stats["blocked"])
+        assert _stat(page, f"status_{status}") == str(count)
+    assert _stat(page, "ready_now") == str(stats["ready_now"])
+    assert _stat(page, "waiting_on_dependencies") == str(stats["waiting_on_dependencies"])
     page.wait_for_selector("#live-status.on")  # the event stream is open
     shoot(page, "dashboard")
 
     # A change made by another connection shows up without a reload.
     make_queue().enqueue("/jobs/live/new")
     expected = str(stats["by_status"]["ready"] + 1)
-    expect(page.locator('[data-stat="ready"]')).to_have_text(expected)
+    expect(page.locator('[data-stat="status_ready"]')).to_have_text(expected)
 
-    # Blocked -> the item's blocking chain and its graph.
-    page.click("nav >> text=Blocked")
+    # Waiting on dependencies -> the item's blocking chain and its graph.
+    page.click("nav >> text=Waiting on dependencies")
     page.wait_for_url(re.compile(r"/blocked$"))
     row = page.locator("tr", has_text="/jobs/dag/load")
-    assert row.locator('[data-col="blocker_count"]').inner_text() == "1"
+    assert row.locator('[data-col="status"]').inner_text() == "blocked"
+    assert row.locator('[data-col="blocker_count"]').inner_text() == "1 dependency"
     row.locator("text=blocking chain").click()
     page.wait_for_url(re.compile(rf"/items/{seeded.ids['load']}#chain$"))
     chain = page.locator("ol.chain li").all_inner_texts()
@@ -138,10 +139,159 @@ def test_dashboard_in_chromium(
     page.wait_for_url(re.compile(rf"/items/{seeded.ids['dead']}$"))
     assert page.locator('[data-field="status"]').inner_text() == "ready"
     assert (queue.get_work_item(seeded.ids["dead"]) or {})["status"] == "ready"
-    page.click("nav >> text=Ready")
+    page.click("nav >> text=Ready now")
     assert page.locator("td.path", has_text=seeded.paths["dead"]).count() == 1
 
     # A path made of markup is text, not markup.
     page.goto(server.url + f"/items/{seeded.ids['xss']}")
     assert page.locator("p.path-title code").inner_text() == XSS_PATH
     assert page.locator("main script").count() == 0
+
+
+# Every node box and every edge of the drawn graph in the SVG's coordinates: boxes from their
+# rect's bounding box through its transform, edges sampled every pixel along the path.
+GEOMETRY = """svg => {
+  const at = (el, x, y) => {
+    const m = el.getCTM(), s = svg.getCTM().inverse().multiply(m);
+    return { x: s.a * x + s.c * y + s.e, y: s.b * x + s.d * y + s.f };
+  };
+  const boxes = [...svg.querySelectorAll("g.node")].map(g => {
+    const rect = g.querySelector("rect"), b = rect.getBBox();
+    const p = at(rect, b.x, b.y), q = at(rect, b.x + b.width, b.y + b.height);
+    return { path: g.dataset.path, x1: p.x, y1: p.y, x2: q.x, y2: q.y };
+  });
+  const edges = [...svg.querySelectorAll("path.edge")].map(e => {
+    const length = e.getTotalLength(), points = [];
+    for (let d = 0; d < length; d += 1) {
+      const p = e.getPointAtLength(d);
+      points.push(at(e, p.x, p.y));
+    }
+    const end = e.getPointAtLength(length);
+    points.push(at(e, end.x, end.y));
+    return { from: e.dataset.from, to: e.dataset.to, points: points };
+  });
+  return { boxes, edges };
+}"""
+
+Point = dict[str, float]
+
+
+def _inside(point: Point, box: dict[str, Any], margin: float) -> bool:
+    return (
+        box["x1"] + margin < point["x"] < box["x2"] - margin
+        and box["y1"] + margin < point["y"] < box["y2"] - margin
+    )
+
+
+def _on_border(point: Point, box: dict[str, Any]) -> bool:
+    near_x = box["x1"] - 1 <= point["x"] <= box["x2"] + 1
+    near_y = box["y1"] - 1 <= point["y"] <= box["y2"] + 1
+    return near_x and near_y and not _inside(point, box, 1)
+
+
+def _shared_fraction(edge: list[Point], other: list[Point]) -> float:
+    """The share of ``edge``'s points within a pixel of ``other``."""
+    close = sum(
+        1
+        for p in edge
+        if any(abs(p["x"] - q["x"]) <= 1 and abs(p["y"] - q["y"]) <= 1 for q in other)
+    )
+    return close / len(edge)
+
+
+@pytest.mark.parametrize("build", [etl_graph, wide_graph], ids=["etl", "wide"])
+def test_graph_edges_pass_through_no_box(
+    page: Any,
+    queue: WorkQueue,
+    serve_app: Callable[..., LiveServer],
+    backend: str,
+    tmp_path: Path,
+    build: Callable[[WorkQueue], str],
+) -> None:
+    """Every edge of an item's dependency graph is drawn from its dependency's box to its
+    dependent's, through no box at all (not even its own two: it touches their borders), and
+    no two edges run along each other indistinguishably."""
+    root = build(queue)
+    root_id = str(queue.store.get_path_id(root))
+    server = serve_app(create_app(queue.store))
+    page.set_default_timeout(10_000)
+    page.goto(server.url + f"/items/{root_id}")
+    page.wait_for_selector('#graph[data-drawn="true"] svg')
+    drawn = page.locator("#graph svg").evaluate(GEOMETRY)
+    page.locator("#graph").screenshot(path=str(tmp_path / f"{build.__name__}.png"))
+
+    expected = data.graph(queue, root_id)
+    path_of = {n["id"]: n["path"] for n in expected["nodes"]}
+    wanted = sorted((path_of[e["from"]], path_of[e["to"]]) for e in expected["edges"])
+    assert sorted((e["from"], e["to"]) for e in drawn["edges"]) == wanted
+    assert sorted(b["path"] for b in drawn["boxes"]) == sorted(path_of.values())
+    boxes = {b["path"]: b for b in drawn["boxes"]}
+    for edge in drawn["edges"]:
+        name = f"{edge['from']} -> {edge['to']}"
+        points = edge["points"]
+        assert _on_border(points[0], boxes[edge["from"]]), name
+        assert _on_border(points[-1], boxes[edge["to"]]), name
+        for box in drawn["boxes"]:
+            through = [p for p in points if _inside(p, box, 1)]
+            assert not through, f"{name} passes through {box['path']} at {through[0]}"
+    edges = drawn["edges"]
+    for i, edge in enumerate(edges):
+        for other in edges[i + 1 :]:
+            shared = _shared_fraction(edge["points"], other["points"])
+            assert shared < 0.25, (edge["from"], edge["to"], other["from"], other["to"], shared)
+
+
+# Where each line of an element's text starts: the text before each character that begins a
+# new line box (read per character with Range.getClientRects).
+LINE_BREAKS = """el => {
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  const chars = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.data.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const rect = range.getClientRects()[0];
+      if (rect) { chars.push({ c: node.data[i], top: Math.round(rect.top) }); }
+    }
+  }
+  const text = chars.map(x => x.c).join("");
+  const breaks = [];
+  for (let i = 1; i < chars.length; i++) {
+    if (chars[i].top > chars[i - 1].top) { breaks.push(text.slice(0, i)); }
+  }
+  return { text: text, breaks: breaks };
+}"""
+
+LONG_PATH = "/warehouse/exports/customer-segments/quarterly-rollups/region-north-east/" + (
+    "2026-q4/customer-lifetime-value-by-cohort.parquet"
+)
+
+
+def test_long_paths_wrap_after_a_slash(
+    page: Any, queue: WorkQueue, serve_app: Callable[..., LiveServer], backend: str
+) -> None:
+    """In a narrow window a long path wraps onto several lines, and every line but the
+    first starts right after a '/': on the list of items waiting on dependencies, in the
+    item page's title and in its blocking chain."""
+    queue.enqueue("/warehouse/exports/source-of-everything.parquet", status="pending")
+    queue.enqueue(LONG_PATH, depends_on="/warehouse/exports/source-of-everything.parquet")
+    queue.enqueue("/warehouse/report.json", depends_on=LONG_PATH, status="blocked")
+    server = serve_app(create_app(queue.store))
+    page.set_viewport_size({"width": 420, "height": 800})
+    page.set_default_timeout(10_000)
+    long_id = queue.store.get_path_id(LONG_PATH)
+    report_id = queue.store.get_path_id("/warehouse/report.json")
+    places = [
+        ("/blocked", "td.path a"),
+        (f"/items/{long_id}", "p.path-title code"),
+        (f"/items/{report_id}", "ol.chain li a"),
+    ]
+    for url, selector in places:
+        page.goto(server.url + url)
+        shown = page.locator(selector, has_text="lifetime")
+        laid = shown.evaluate(LINE_BREAKS)
+        assert laid["text"] == LONG_PATH, url
+        assert len(laid["breaks"]) >= 2, (url, laid)  # it did wrap
+        for before in laid["breaks"]:
+            assert before.endswith("/"), (url, before)

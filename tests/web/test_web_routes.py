@@ -36,12 +36,22 @@ def _csrf(html: str) -> str:
 # ------------------------------------------------------------------------------ reading
 
 
+def _tiles(html: str) -> dict[str, str]:
+    """{label: number} of the overview's tiles."""
+    found = re.findall(
+        r'<span class="label">([^<]*)</span>\s*<span class="value" data-stat="[^"]*">([^<]*)<',
+        html,
+    )
+    return dict(found)
+
+
 def test_overview_counts_are_work_stats(client: Client, seeded: Seeded) -> None:
     stats = seeded.queue.work_stats()
     document = client.get("/api/overview").json()
     assert document["by_status"] == stats["by_status"]
-    assert document["ready_now"] == stats["ready"]
-    assert document["blocked"] == stats["blocked"]
+    assert document["ready_now"] == stats["ready_now"] == stats["ready"]
+    assert document["waiting_on_dependencies"] == stats["waiting_on_dependencies"]
+    assert document["blocked"] == stats["blocked"] == stats["waiting_on_dependencies"]
     assert document["dead_letters"] == 1
     assert document["events"]["claimed"] == 4
     assert document["oldest_ready_age_seconds"] > 0
@@ -50,9 +60,33 @@ def test_overview_counts_are_work_stats(client: Client, seeded: Seeded) -> None:
     assert hours[-1]["completed"] == 1 and hours[-1]["failed"] == 1
     html = client.get("/").text
     for status, count in stats["by_status"].items():
-        assert _stat(html, status) == str(count)
-    assert _stat(html, "ready_now") == str(stats["ready"])
-    assert _stat(html, "waiting") == str(stats["blocked"])
+        assert _stat(html, f"status_{status}") == str(count)
+    assert _stat(html, "ready_now") == str(stats["ready_now"])
+    assert _stat(html, "waiting_on_dependencies") == str(stats["waiting_on_dependencies"])
+
+
+def test_overview_names_status_counts_and_views_apart(
+    client: Client, seeded: Seeded, queue: WorkQueue
+) -> None:
+    """The tiles "ready now" and "waiting on dependencies" count the views' rows, the tiles
+    "status ready", "status blocked"... the items per status; here they differ: an item of
+    status ready waits on a dependency, one of status blocked waits on none, one of status
+    ready is deferred (the retried one)."""
+    queue.enqueue("/jobs/words/ready-but-waiting", depends_on="/jobs/dag/extract")
+    queue.enqueue("/jobs/words/blocked-alone", status="blocked")
+    store = queue.store
+    ready_now = len(store.get_ready_work())
+    waiting = len(store.get_blocked_work())
+    by_status = queue.work_stats()["by_status"]
+    assert (ready_now, waiting) != (by_status["ready"], by_status["blocked"])
+    tiles = _tiles(client.get("/").text)
+    assert tiles["ready now"] == str(ready_now)
+    assert tiles["waiting on dependencies"] == str(waiting)
+    for status, count in by_status.items():
+        assert tiles[f"status {status.replace('_', ' ')}"] == str(count)
+    assert "ready" not in tiles and "blocked" not in tiles  # no bare word means two things
+    document = client.get("/api/overview").json()
+    assert (document["ready_now"], document["waiting_on_dependencies"]) == (ready_now, waiting)
 
 
 def test_ready_pages_follow_cursors_in_view_order(client: Client, seeded: Seeded) -> None:
@@ -98,8 +132,44 @@ def test_blocked_page_and_chain(client: Client, seeded: Seeded) -> None:
     ]
     html = client.get("/blocked").text
     assert f'href="/items/{load}#chain"' in html
+    assert "<h1>Waiting on dependencies</h1>" in html
     item_html = client.get(f"/items/{load}").text
     assert f'href="/items/{seeded.ids["extract"]}"' in item_html.split('id="chain"')[1]
+
+
+def test_waiting_rows_show_status_and_how_many_dependencies(
+    client: Client, seeded: Seeded, queue: WorkQueue
+) -> None:
+    queue.enqueue("/jobs/words/two", depends_on=["/jobs/dag/extract", "/jobs/words/nowhere"])
+    html = client.get("/blocked").text
+    rows = re.findall(
+        r'<td class="path"><a [^>]*>(.*?)</a></td>\s*'
+        r'<td data-col="status"><span class="badge status-\w+">(\w+)</span></td>\s*'
+        r'<td data-col="blocker_count" data-count="(\d+)">([^<]*)</td>',
+        html,
+    )
+    shown = {re.sub("<[^>]*>", "", path): (status, n, text) for path, status, n, text in rows}
+    assert shown == {
+        "/jobs/words/two": ("ready", "2", "2 dependencies"),
+        "/jobs/dag/transform": ("blocked", "1", "1 dependency"),
+        "/jobs/dag/load": ("blocked", "1", "1 dependency"),
+    }
+    item = client.get(f"/items/{queue.store.get_path_id('/jobs/words/two')}").text
+    assert 'data-field="view">waiting on 2 dependencies<' in item
+    ready = client.get(f"/items/{seeded.ids['extract']}").text
+    assert 'data-field="view">ready now<' in ready
+
+
+def _segments(*pieces: str) -> str:
+    return "<wbr>".join(f'<span class="seg">{piece}</span>' for piece in pieces)
+
+
+def test_paths_may_break_after_a_slash_only(client: Client, seeded: Seeded) -> None:
+    html = client.get("/blocked").text
+    assert f">{_segments('/', 'jobs/', 'dag/', 'load')}</a>" in html
+    item = client.get(f"/items/{seeded.ids['xss']}").text
+    xss = _segments("/", "jobs/", "&lt;script&gt;alert(1)&lt;/", "script&gt;")
+    assert f"<code>{xss}</code>" in item
 
 
 def test_in_progress_shows_worker_and_lease_left(client: Client, seeded: Seeded) -> None:
@@ -199,7 +269,8 @@ def test_user_data_is_escaped(client: Client, seeded: Seeded) -> None:
     for html in pages:
         assert "<script>alert" not in html and "<img src=x" not in html
         assert "<script>x</script>" not in html
-    assert "/jobs/&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]
+    listed = re.sub("<(wbr|/?span[^>]*)>", "", pages[0])
+    assert "/jobs/&lt;script&gt;alert(1)&lt;/script&gt;" in listed
     assert "<title>/jobs/&lt;script&gt;alert(1)&lt;/script&gt; · nexus</title>" in pages[1]
     assert "&lt;b&gt;x&lt;/b&gt;" in pages[1]
     assert "&lt;img src=x onerror=alert(2)&gt; exploded" in pages[2]
@@ -231,6 +302,17 @@ def test_static_files_are_served(client: Client) -> None:
     htmx = client.get("/static/htmx.min.js")
     assert htmx.status_code == 200 and "htmx" in htmx.text
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_favicon_is_served(client: Client) -> None:
+    html = client.get("/").text
+    found = re.search(r'<link rel="icon" href="([^"]+)"', html)
+    assert found
+    for url in (found.group(1), "/favicon.ico"):
+        icon = client.get(url)
+        assert icon.status_code == 200, url
+        assert icon.headers["content-type"].startswith("image/svg+xml"), url
+        assert icon.text.startswith("<svg")
 
 
 def test_metrics_route_serves_prometheus_text(client: Client) -> None:

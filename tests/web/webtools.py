@@ -127,3 +127,51 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=20)
         return time.monotonic() - began
+
+
+def etl_graph(queue: WorkQueue) -> str:
+    """The issue's /etl pipeline: extract <- clean <- train <- report, and report also waits
+    on clean (a long edge past train) and on /etl/missing.json (no such path). Returns the
+    path whose item page draws it all."""
+    queue.enqueue_many(
+        [
+            {"path": "/etl/extract.json"},
+            {"path": "/etl/clean.json", "depends_on": "/etl/extract.json", "status": "blocked"},
+            {"path": "/etl/train.json", "depends_on": "/etl/clean.json", "status": "blocked"},
+            {
+                "path": "/etl/report.json",
+                "depends_on": ["/etl/train.json", "/etl/clean.json", "/etl/missing.json"],
+                "status": "blocked",
+            },
+        ]
+    )
+    return "/etl/report.json"
+
+
+def wide_graph(queue: WorkQueue) -> str:
+    """Fan-in and fan-out with edges skipping one, two and three layers: a base, four items
+    on it, three on those (and on the base), a hub waiting on the three, on two of the four,
+    on the base and on a missing path, and five items waiting on the hub. Returns the hub."""
+    base = "/wide/base.json"
+    mids = [f"/wide/mid/{i}.json" for i in range(4)]
+    tops = [f"/wide/top/{i}.json" for i in range(3)]
+    hub = "/wide/hub.json"
+    queue.enqueue_many(
+        [
+            {"path": base},
+            *({"path": m, "depends_on": base, "status": "blocked"} for m in mids),
+            {"path": tops[0], "depends_on": [mids[0], mids[1]], "status": "blocked"},
+            {"path": tops[1], "depends_on": [mids[1], mids[2], base], "status": "blocked"},
+            {"path": tops[2], "depends_on": [mids[3]], "status": "blocked"},
+            {
+                "path": hub,
+                "depends_on": [*tops, mids[0], mids[3], base, "/wide/missing.json"],
+                "status": "blocked",
+            },
+            *(
+                {"path": f"/wide/out/{i}.json", "depends_on": hub, "status": "blocked"}
+                for i in range(5)
+            ),
+        ]
+    )
+    return hub

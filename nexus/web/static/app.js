@@ -24,58 +24,97 @@
     return node;
   }
 
-  // Layers: a node sits one layer right of its deepest dependency.
+  // The layout is dagre's (vendored, static/dagre.min.js): layers left to right, each edge
+  // given a lane of its own through every layer it crosses (dagre's dummy nodes). Dagre's
+  // own edge points are joined by straight lines that can clip a box next to a lane, so the
+  // route is rebuilt from the lanes: straight along the lane through a layer of boxes, a
+  // curve only in the empty space between layers. Edges meet a box at separate ports.
+  var W = 220, H = 34, PORT = 8;  // a box grows to keep its ports PORT px apart
+
   function layout(graph) {
-    var layer = {}, incoming = {};
-    graph.nodes.forEach(function (n) { layer[n.id] = 0; incoming[n.id] = []; });
-    graph.edges.forEach(function (e) { if (incoming[e.to]) { incoming[e.to].push(e.from); } });
-    for (var pass = 0; pass < graph.nodes.length; pass++) {
-      var moved = false;
-      graph.edges.forEach(function (e) {
-        if (layer[e.from] !== undefined && layer[e.to] <= layer[e.from]) { layer[e.to] = layer[e.from] + 1; moved = true; }
+    var g = new dagre.graphlib.Graph();
+    g.setGraph({ rankdir: "LR", nodesep: 24, edgesep: 14, ranksep: 56, marginx: 12, marginy: 12 });
+    g.setDefaultEdgeLabel(function () { return {}; });
+    var known = {}, degree = {};
+    graph.nodes.forEach(function (n) { known[n.id] = true; degree[n.id] = { from: 0, to: 0 }; });
+    var edges = graph.edges.filter(function (e) { return known[e.from] && known[e.to]; });
+    edges.forEach(function (e) { degree[e.from].from++; degree[e.to].to++; });
+    graph.nodes.forEach(function (n) {
+      var most = Math.max(degree[n.id].from, degree[n.id].to);
+      g.setNode(n.id, { width: W, height: Math.max(H, PORT * (most + 1)) });
+    });
+    edges.forEach(function (e) { g.setEdge(e.from, e.to); });
+    dagre.layout(g);
+    var columns = {};  // the x of each layer that holds boxes
+    graph.nodes.forEach(function (n) { columns[Math.round(g.node(n.id).x)] = true; });
+    var inColumn = function (x) { return columns[Math.round(x)] === true; };
+    var routes = edges.map(function (e) {
+      var lane = [];
+      g.edge(e.from, e.to).points.slice(1, -1).forEach(function (p) {
+        if (inColumn(p.x)) { lane.push({ x: p.x - W / 2, y: p.y }, { x: p.x + W / 2, y: p.y }); }
+        else { lane.push({ x: p.x, y: p.y }); }
       });
-      if (!moved) { break; }
+      return { edge: e, lane: lane, from: g.node(e.from), to: g.node(e.to) };
+    });
+    ports(routes, "from", function (r) { return r.lane.length ? r.lane[0].y : r.to.y; });
+    ports(routes, "to", function (r) { return r.lane.length ? r.lane[r.lane.length - 1].y : r.from.y; });
+    routes.forEach(function (r) {
+      r.points = [{ x: r.from.x + W / 2, y: r.fromY }].concat(r.lane, [{ x: r.to.x - W / 2, y: r.toY }]);
+    });
+    return { g: g, routes: routes };
+  }
+
+  // Spread the edges leaving (end "from") or entering (end "to") each box over its side, in
+  // the order of where they come from or go to, so that they do not cross at the box.
+  function ports(routes, end, towards) {
+    var byNode = {};
+    routes.forEach(function (r) { (byNode[r.edge[end]] = byNode[r.edge[end]] || []).push(r); });
+    Object.keys(byNode).forEach(function (id) {
+      var group = byNode[id].sort(function (a, b) { return towards(a) - towards(b); });
+      group.forEach(function (r, i) { var h = r[end].height; r[end + "Y"] = r[end].y - h / 2 + h * (i + 1) / (group.length + 1); });
+    });
+  }
+
+  function pathOf(points) {
+    var d = "M" + points[0].x + "," + points[0].y;
+    for (var i = 1; i < points.length; i++) {
+      var a = points[i - 1], b = points[i];
+      if (a.y === b.y) { d += " L" + b.x + "," + b.y; continue; }
+      var mx = (a.x + b.x) / 2;  // horizontal tangents: x stays between a.x and b.x
+      d += " C" + mx + "," + a.y + " " + mx + "," + b.y + " " + b.x + "," + b.y;
     }
-    var columns = {};
-    graph.nodes.forEach(function (n) { (columns[layer[n.id]] = columns[layer[n.id]] || []).push(n); });
-    return { layer: layer, columns: columns };
+    return d;
   }
 
   function draw(container, graph) {
-    var W = 220, H = 34, GX = 70, GY = 16;
-    var placed = layout(graph), pos = {}, maxRows = 0, maxLayer = 0;
-    Object.keys(placed.columns).forEach(function (c) {
-      placed.columns[c].forEach(function (n, row) {
-        pos[n.id] = { x: 10 + Number(c) * (W + GX), y: 10 + row * (H + GY) };
-      });
-      maxRows = Math.max(maxRows, placed.columns[c].length);
-      maxLayer = Math.max(maxLayer, Number(c));
-    });
-    var svg = el("svg", { width: 20 + (maxLayer + 1) * (W + GX) - GX, height: 20 + maxRows * (H + GY) - GY, role: "img" });
+    var placed = layout(graph), size = placed.g.graph();
+    var svg = el("svg", { width: Math.ceil(size.width), height: Math.ceil(size.height), role: "img" });
     svg.setAttribute("aria-label", "dependency graph: an arrow runs from a dependency to what waits for it");
     var defs = el("defs"), marker = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" });
     marker.appendChild(el("path", { d: "M0,0 L10,5 L0,10 z", fill: "#8a96a3" }));
     defs.appendChild(marker); svg.appendChild(defs);
-    graph.edges.forEach(function (e) {
-      var a = pos[e.from], b = pos[e.to];
-      if (!a || !b) { return; }
-      var x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
-      svg.appendChild(el("path", { "class": "edge", d: "M" + x1 + "," + y1 + " C" + mx + "," + y1 + " " + mx + "," + y2 + " " + x2 + "," + y2, "marker-end": "url(#arrow)" }));
+    var pathOfId = {};
+    graph.nodes.forEach(function (n) { pathOfId[n.id] = n.path; });
+    placed.routes.forEach(function (r) {
+      var edge = el("path", { "class": "edge", d: pathOf(r.points), "marker-end": "url(#arrow)" });
+      edge.setAttribute("data-from", pathOfId[r.edge.from]);
+      edge.setAttribute("data-to", pathOfId[r.edge.to]);
+      svg.appendChild(edge);
     });
     graph.nodes.forEach(function (n) {
-      var p = pos[n.id], status = n.status || "missing";
-      var group = el("g", { "class": "node " + status + (n.id === graph.root ? " root" : ""), transform: "translate(" + p.x + "," + p.y + ")" });
+      var p = placed.g.node(n.id), status = n.status || "missing";
+      var group = el("g", { "class": "node " + status + (n.id === graph.root ? " root" : ""), transform: "translate(" + (p.x - W / 2) + "," + (p.y - p.height / 2) + ")" });
       group.setAttribute("data-path", n.path);
       var target = group;
       if (n.path_id && n.id !== graph.root) {
         target = el("a", { href: container.dataset.root + "/items/" + encodeURIComponent(n.path_id) });
         group.appendChild(target);
       }
-      target.appendChild(el("rect", { width: W, height: H }));
-      var label = el("text", { x: 8, y: 14 });
+      target.appendChild(el("rect", { width: W, height: p.height }));
+      var label = el("text", { x: 8, y: p.height / 2 - 3 });
       label.textContent = n.path.length > 28 ? "…" + n.path.slice(-27) : n.path;
       var title = el("title"); title.textContent = n.path + " (" + status + ")";
-      var sub = el("text", { x: 8, y: 28, "class": "muted" });
+      var sub = el("text", { x: 8, y: p.height / 2 + 11, "class": "muted" });
       sub.textContent = status;
       target.appendChild(title); target.appendChild(label); target.appendChild(sub);
       svg.appendChild(group);
@@ -93,6 +132,7 @@
   function graph() {
     var container = document.getElementById("graph");
     if (!container) { return; }
+    if (!window.dagre) { container.textContent = "The graph could not be drawn: its layout script did not load."; return; }
     fetch(container.dataset.src, { headers: { Accept: "application/json" } })
       .then(function (r) { return r.json(); })
       .then(function (g) { draw(container, g); container.dataset.drawn = "true"; })
