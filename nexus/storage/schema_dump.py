@@ -495,11 +495,24 @@ def difference(dialect: str, generated: str, directory: Path | None = None) -> s
         )
     )
     state = "is missing" if not current else "is out of date"
+    note = ""
+    origins = [_origin(text) for text in (current, generated)]
+    if current and origins[0] != origins[1]:
+        # E.g. a server of another major version: the same revisions, printed differently.
+        note = f"It was generated from {origins[0]}; this run read {origins[1]}.\n"
     return (
-        f"{path} {state}: the schema the revisions build differs from it.\n"
+        f"{path} {state}: the schema the revisions build differs from it.\n{note}"
         f"Regenerate it with `{REGENERATE_COMMAND}` ({POSTGRES_URL_ENV} naming a PostgreSQL"
         " server) and commit the result.\n\n" + diff
     )
+
+
+def _origin(text: str) -> str:
+    prefix = "-- Generated from "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix) :].rstrip(".")
+    return "an unknown source"
 
 
 def main(argv: Sequence[str] | None = None, *, out: Callable[[str], object] = print) -> int:
