@@ -25,7 +25,8 @@ How each dialect is read:
 * SQLite: ``sqlite_master`` (type, name, the ``CREATE`` text as the revision wrote it or
   SQLAlchemy compiled it), without SQLite's internal objects and automatic indexes; only
   trailing spaces are cut. The file does not name the SQLite version: SQLite keeps the text
-  it was given, so the version does not change it.
+  it was given, so the version does not change it (a new SQLAlchemy could compile the
+  tables of ``op.create_table`` differently; the test would show it as a diff).
 * PostgreSQL: the catalogs, always (never ``pg_dump``), so the output depends only on the
   server's major version and not on which client binary a machine has: pg_dump's text changes
   between its own minor releases (15.14 added random ``\\restrict`` lines), which would make
@@ -65,7 +66,8 @@ from nexus.storage.engine import create_engine, display_url, resolve_database_ur
 DIALECTS = ("sqlite", "postgresql")
 POSTGRES_URL_ENV = "NEXUS_TEST_POSTGRES_URL"
 REGENERATE_COMMAND = "python -m nexus.storage.schema_dump --write"
-#: The checkout's ``schema/`` directory (two levels above this file: nexus/storage/).
+#: The checkout's ``schema/`` directory (two levels above this file: nexus/storage/). An
+#: installed wheel has no such directory beside it: pass ``--dir`` there.
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "schema"
 
 
