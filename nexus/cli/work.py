@@ -38,7 +38,7 @@ from nexus.cli.keys import (
     VIEWS,
     WORK_ITEM_KEYS,
 )
-from nexus.errors import NexusFileNotFoundError
+from nexus.errors import NexusFileNotFoundError, WorkItemNotFoundError
 from nexus.storage.types import utcnow
 from nexus.storage.validation import STATUSES
 from nexus.work import WorkItem, WorkQueue
@@ -201,7 +201,7 @@ def show(db: str | None, path: str, as_json: bool) -> None:
         if found is None:
             if not queue.store.exists(path):
                 raise NexusFileNotFoundError(path)
-            refuse(f"{path} is not a work item")
+            raise WorkItemNotFoundError(path)
         metadata = queue.store.get_all_file_metadata(found["path_id"])
     item = _item(found)
     if as_json:
@@ -237,12 +237,12 @@ def claim(
             path_prefix=path_prefix,
         )
     items = [_item(item) for item in claimed]
-    if as_json:
-        emit_json(page_document(items, None))
-    elif items:
-        table("claimed", ITEM_COLUMNS, items)
     if not items:
         refuse("nothing ready to claim")
+    if as_json:
+        emit_json(page_document(items, None))
+    else:
+        table("claimed", ITEM_COLUMNS, items)
 
 
 @work.command()
