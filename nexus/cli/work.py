@@ -62,7 +62,10 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
         if match is None:
             self.fail(f"{value!r} is not a duration like 30s, 5m, 2h, 7d", param, ctx)
         number, unit = match.groups()
-        return timedelta(seconds=float(number) * _UNIT_SECONDS[unit or "s"])
+        try:
+            return timedelta(seconds=float(number) * _UNIT_SECONDS[unit or "s"])
+        except OverflowError:
+            self.fail(f"{value!r} is longer than any duration can be", param, ctx)
 
 
 DURATION = Duration()

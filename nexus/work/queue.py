@@ -1149,7 +1149,12 @@ class WorkQueue:
         if isinstance(older_than, timedelta):
             if older_than < timedelta(0):
                 raise InvalidArgumentError("older_than", older_than, "must not be negative")
-            return truncate_to_ms(utcnow() - older_than)
+            try:
+                return truncate_to_ms(utcnow() - older_than)
+            except OverflowError as exc:
+                raise InvalidArgumentError(
+                    "older_than", older_than, "reaches back before the year 1"
+                ) from exc
         if isinstance(older_than, datetime):
             return truncate_to_ms(to_utc(older_than))
         raise InvalidArgumentError("older_than", older_than, "must be a timedelta or a datetime")

@@ -110,10 +110,12 @@ def test_refusals_exit_1(db_url: str) -> None:
     assert refused(db_url, "work", "claim") == "Error: nothing ready to claim"
     empty = invoke(db_url, "work", "claim", "--json")
     assert empty.exit_code == 1
-    assert json.loads(empty.stdout) == {"items": [], "returned": 0, "next_cursor": None}
+    assert json.loads(empty.stdout)["error"] == "Refused"
+    assert empty.stderr == ""
     assert "NexusFileNotFoundError" in refused(db_url, "work", "show", "/missing")
     run(db_url, "put", "/plain")
-    assert refused(db_url, "work", "show", "/plain") == "Error: /plain is not a work item"
+    line = refused(db_url, "work", "show", "/plain")
+    assert line == "Error: WorkItemNotFoundError: '/plain' is not a work item"
     assert "WorkItemNotFoundError" in refused(db_url, "work", "retry", "/plain")
     assert "NexusFileNotFoundError" in refused(db_url, "get", "/missing")
     assert "NexusFileNotFoundError" in refused(db_url, "rm", "/missing")
