@@ -262,3 +262,47 @@ def test_a_stale_worker_always_gets_lease_lost(queue: WorkQueue) -> None:
         for call in LEASE_CALLS.values():
             with pytest.raises(LeaseLostError):
                 call(queue, path, str(held["lease_token"]))
+
+
+@pytest.mark.parametrize("outcome", ["returns", "raises"])
+@pytest.mark.parametrize("end", ["status removed", "lease revoked", "cancelled"])
+def test_the_worker_counts_an_item_no_longer_its_own_as_lost(
+    queue: WorkQueue, end: str, outcome: str
+) -> None:
+    """While a handler runs its item stops being the worker's: an operator revokes or
+    cancels it, or removes its status (it is no work item any more). The worker records
+    nothing for it, counts it lost and goes on with the next item."""
+    from nexus.work import Worker
+
+    queue.enqueue_many([{"path": "/wk/a", "priority": 0}, {"path": "/wk/b", "priority": 1}])
+
+    ended: list[str] = []
+
+    def handler(item: Any) -> dict[str, bool]:
+        if item["virtual_path"] == "/wk/a" and not ended:  # a revoked item comes back: once
+            ended.append(end)
+            if end == "status removed":
+                queue.store.delete_file_metadata("/wk/a", "status")
+            elif end == "lease revoked":
+                queue.revoke_lease("/wk/a")
+            else:
+                queue.cancel_work("/wk/a")
+            if outcome == "raises":
+                raise RuntimeError("handler failed too")
+        return {"ok": True}
+
+    stats = Worker(queue, handler, worker_id="wk").run(stop_when_idle=True)
+    again = 1 if end == "lease revoked" else 0  # ready again: claimed and completed once more
+    assert (stats.claimed, stats.completed, stats.failed, stats.lost) == (
+        2 + again,
+        1 + again,
+        0,
+        1,
+    )
+    assert (queue.get_work_item("/wk/b") or {})["status"] == "completed"
+    a = queue.get_work_item("/wk/a")
+    if end == "status removed":
+        assert a is None
+    else:
+        assert a is not None and a["status"] == ("completed" if again else "failed")
+        assert a["last_error"] == (None if again else "cancelled")
