@@ -16,7 +16,6 @@ from nexus import (
     InvalidPathError,
     LeaseLostError,
     NexusFileNotFoundError,
-    WorkItemNotFoundError,
     WorkItemStateError,
 )
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from nexus.errors import (
     InvalidArgumentError,
     LeaseLostError,
-    WorkItemNotFoundError,
     WorkItemStateError,
 )
 from nexus.work import WorkQueue
