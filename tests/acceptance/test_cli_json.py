@@ -309,6 +309,9 @@ def test_error_documents_carry_the_offending_values(db_url: str) -> None:
     assert lost["details"] == {"path": "/s/running", "lease_token": "t", "status": "in_progress"}
     bad = fails(1, "InvalidMetadataError", "meta", "set", "/f/plain", "priority", "high")
     assert (bad["value"], bad["details"]["key"]) == ("high", "priority")
+    # A value no JSON text can hold as it is (bytes of no encoding arrive as lone surrogates)
+    odd = fails(1, "InvalidPathError", "put", "/f/\udcff")
+    assert odd["value"] == "/f/\udcff"
     unset = fails(1, "Refused", "meta", "rm", "/f/plain", "unset")
     assert (unset["value"], unset["details"]) == ("unset", {"path": "/f/plain"})
     usage = fails(2, "BadParameter", "work", "ready", "--limit", "0")

@@ -125,6 +125,11 @@ def test_refusals_exit_1(db_url: str) -> None:
     assert "InvalidCursorError" in refused(db_url, "ls", "--after", "!!!")
     assert "InvalidPathError" in refused(db_url, "work", "enqueue", "relative")
     run(db_url, "work", "enqueue", "/q/x")
+    # A wrong state is named as one: the item, its status, what the call needs.
+    line = refused(db_url, "work", "retry", "/q/x")
+    assert line == "Error: WorkItemStateError: '/q/x' is ready; retry_work needs failed"
+    line = refused(db_url, "work", "release", "/q/x", "--token", "x")
+    assert line == "Error: WorkItemStateError: '/q/x' is ready; release_work needs in_progress"
     assert "InvalidCursorError" in refused(db_url, "work", "ready", "--after", "not-a-cursor")
     [page_cursor] = [json.loads(run(db_url, "ls", "--limit", "1", "--json"))["next_cursor"]]
     assert "InvalidCursorError" in refused(db_url, "work", "ready", "--after", page_cursor)
