@@ -122,9 +122,8 @@ class WorkItemStateError(NexusError):
     def __init__(
         self, path: str, status: str, required: tuple[str, ...], operation: str
     ) -> None:
-        needed = required[-1] if len(required) == 1 else (
-            f"{', '.join(required[:-1])} or {required[-1]}"
-        )
+        *others, last = required
+        needed = f"{', '.join(others)} or {last}" if others else last
         super().__init__(f"{path!r} is {status}; {operation} needs {needed}")
         self.path = path
         self.status = status
