@@ -16,6 +16,7 @@ from nexus.errors import (
     ReadOnlyDatabaseError,
     ReadOnlyMigrationError,
     WorkItemNotFoundError,
+    WorkItemStateError,
 )
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "ReadOnlyDatabaseError",
     "ReadOnlyMigrationError",
     "WorkItemNotFoundError",
+    "WorkItemStateError",
     "__version__",
     "connect",
 ]

@@ -105,20 +105,47 @@ class ReadOnlyMigrationError(MigrationError, ReadOnlyDatabaseError):
 
 
 class WorkItemNotFoundError(NexusError, LookupError):
-    """The path exists but is not a work item in the state the call needs."""
+    """The path exists but is no work item (a path that does not exist at all is a
+    :class:`NexusFileNotFoundError`)."""
 
     def __init__(self, path: str, reason: str = "is not a work item") -> None:
         super().__init__(f"{path!r} {reason}")
         self.path = path
 
 
-class LeaseLostError(NexusError):
-    """The caller's lease on a work item expired or was taken over; nothing was changed."""
+class WorkItemStateError(NexusError):
+    """The work item exists, but its status is not one the operation accepts (retrying an
+    item that has not failed, cancelling a completed one, completing one never claimed...);
+    nothing was changed. ``path`` names the item as given, ``status`` is its status now,
+    ``required`` the statuses ``operation`` (the ``WorkQueue`` method) accepts."""
 
-    def __init__(self, path: str, lease_token: str) -> None:
-        super().__init__(f"lease {lease_token!r} on {path!r} is no longer held")
+    def __init__(
+        self, path: str, status: str, required: tuple[str, ...], operation: str
+    ) -> None:
+        *others, last = required
+        needed = f"{', '.join(others)} or {last}" if others else last
+        super().__init__(f"{path!r} is {status}; {operation} needs {needed}")
+        self.path = path
+        self.status = status
+        self.required = required
+        self.operation = operation
+
+
+class LeaseLostError(NexusError):
+    """The item had a lease, and ``lease_token`` does not hold it now (it expired and was
+    rescued, was revoked, cancelled or finished, or another claim holds the item); nothing
+    was changed. ``status`` is the item's status now (None when not looked up)."""
+
+    def __init__(self, path: str, lease_token: str, status: str | None = None) -> None:
+        message = f"lease {lease_token!r} on {path!r} is no longer held"
+        if status == "in_progress":
+            message += " (another lease holds it)"
+        elif status is not None:
+            message += f" (the item is {status} now)"
+        super().__init__(message)
         self.path = path
         self.lease_token = lease_token
+        self.status = status
 
 
 class InvalidCursorError(InvalidArgumentError):

@@ -3,6 +3,7 @@ printing one JSON document or a rich table, and turning failures into exit codes
 
 Exit codes: 0 ok; 1 the operation was refused (a nexus error such as a lost lease or a
 missing path, nothing ready to claim, a check that failed); 2 a usage error (click's own).
+With ``--json`` a failure is one JSON document on stdout too (:data:`ERROR_KEYS`).
 """
 
 from __future__ import annotations
@@ -32,27 +33,152 @@ DEFAULT_DATABASE = os.path.join(DEFAULT_DATA_DIR, "metadata.db")
 
 
 class Refused(click.ClickException):
-    """The operation was refused (exit code 1): nothing to claim, a check failed..."""
+    """The operation was refused (exit code 1): nothing to claim, a check failed...
+
+    ``value`` is the offending value (if any) and ``details`` what the command would have
+    shown; both go into the ``--json`` error document."""
 
     exit_code = 1
 
+    def __init__(
+        self, message: str, *, value: Any = None, details: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.value = value
+        self.details = dict(details or {})
 
-def refuse(message: str) -> NoReturn:
-    raise Refused(message)
+
+def refuse(
+    message: str, *, value: Any = None, details: Mapping[str, Any] | None = None
+) -> NoReturn:
+    raise Refused(message, value=value, details=details)
 
 
 def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+#: The keys of the one JSON document a command run with ``--json`` prints when it fails.
+ERROR_KEYS = ("error", "message", "value", "details")
+JSON_KEY = "nexus.json"
+ARGV_KEY = "nexus.argv"
+
+
+def emit_error(document: Mapping[str, Any]) -> None:
+    """Print an error document on stdout, where the command's document would have been."""
+    text = json.dumps(document, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in an offending value
+        text = json.dumps(document)
+    click.echo(text)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON data, or its repr when it is no JSON (an offending value can be
+    anything: bytes, a set, NaN...)."""
+    value = plain(value)
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _option_value(argv: Sequence[str], param: click.Parameter) -> Any:
+    """The value given on the command line for option ``param`` (its last occurrence), or
+    None (an argument, or an option not given)."""
+    if not isinstance(param, click.Option):
+        return None
+    names = [*param.opts, *param.secondary_opts]
+    found = None
+    for index, token in enumerate(argv):
+        for name in names:
+            if token == name and index + 1 < len(argv):
+                found = argv[index + 1]
+            elif token.startswith(f"{name}="):
+                found = token[len(name) + 1 :]
+    return found
+
+
+def error_document(exc: Exception, argv: Sequence[str] = ()) -> dict[str, Any]:
+    """The JSON document of a failure: ``error`` (the exception's type name), ``message``
+    (one line, as it would be printed after ``Error:``), ``value`` (the offending value, or
+    None) and ``details`` (what else the error carries: a nexus error's attributes, a
+    refusal's document, the parameter of a usage error)."""
+    value: Any = None
+    details: dict[str, Any] = {}
+    if isinstance(exc, NexusError):
+        details = {key: item for key, item in vars(exc).items() if not key.startswith("_")}
+        for name in ("value", "path", "url"):
+            if name in details:
+                value = details[name]
+                break
+        message = str(exc)
+    elif isinstance(exc, Refused):
+        value, details, message = exc.value, exc.details, exc.message
+    elif isinstance(exc, click.ClickException):
+        message = exc.format_message()
+        if isinstance(exc, (click.NoSuchOption, click.BadOptionUsage)):
+            value = exc.option_name
+            details = {"option": exc.option_name}
+        elif isinstance(exc, click.BadParameter) and exc.param is not None:
+            value = _option_value(argv, exc.param)
+            param = exc.param
+            name = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+            details = {"param": name}
+    else:  # pragma: no cover - only nexus and click errors are turned into documents
+        message = str(exc)
+    return {
+        "error": type(exc).__name__,
+        "message": one_line(message),
+        "value": _jsonable(value),
+        "details": {key: _jsonable(item) for key, item in details.items()},
+    }
+
+
+def _wants_json(ctx: click.Context, exc: Exception) -> bool:
+    """Whether the failing command was given ``--json``: its option said so, or (a usage
+    error before the option was read) the command has ``--json`` and the command line holds
+    it before any ``--``."""
+    if ctx.meta.get(JSON_KEY):
+        return True
+    failed = getattr(exc, "ctx", None)
+    if not isinstance(exc, click.UsageError) or failed is None:
+        return False
+    if not any(getattr(param, "name", None) == "as_json" for param in failed.command.params):
+        return False
+    return "--json" in _options_part(ctx.meta.get(ARGV_KEY, ()))
+
+
+def _options_part(argv: Sequence[str]) -> list[str]:
+    """The command line up to a ``--`` (after it come a worker's command and its options)."""
+    tokens = list(argv)
+    return tokens[: tokens.index("--")] if "--" in tokens else tokens
+
+
 class NexusGroup(click.Group):
-    """A group whose commands report a NexusError as one line on stderr with exit code 1."""
+    """A group whose commands report a NexusError as one line on stderr with exit code 1,
+    or, run with ``--json``, every failure (a nexus error, a refusal, a usage error) as one
+    JSON document on stdout (:func:`error_document`) with its exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV_KEY] = list(args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NexusError as exc:
-            raise click.ClickException(one_line(f"{type(exc).__name__}: {exc}")) from exc
+            if not _wants_json(ctx, exc):
+                raise click.ClickException(one_line(f"{type(exc).__name__}: {exc}")) from exc
+            emit_error(error_document(exc))
+            ctx.exit(1)
+        except click.ClickException as exc:
+            if not _wants_json(ctx, exc):
+                raise
+            emit_error(error_document(exc, _options_part(ctx.meta.get(ARGV_KEY, ()))))
+            ctx.exit(exc.exit_code)
 
 
 TENANT_KEY = "nexus.tenant"
@@ -96,12 +222,18 @@ def tenant() -> str:
     return str(ctx.meta.get(TENANT_KEY, "default")) if ctx is not None else "default"
 
 
+def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta[JSON_KEY] = value
+    return value
+
+
 def json_option(command: F) -> F:
     return click.option(
         "--json",
         "as_json",
         is_flag=True,
-        help="Print one JSON document (keys: docs/cli.md) instead of a table.",
+        callback=_remember_json,
+        help="Print one JSON document (keys: docs/cli.md) instead of a table; a failure too.",
     )(command)
 
 

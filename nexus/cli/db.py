@@ -13,7 +13,7 @@ from typing import Any
 import click
 from sqlalchemy import Engine
 
-from nexus.cli.common import database, database_option, emit, emit_json, json_option, refuse
+from nexus.cli.common import database, database_option, emit, json_option, refuse
 from nexus.cli.keys import REVISION_KEYS
 from nexus.storage import migrate, security
 from nexus.storage.engine import create_engine, resolve_database_url
@@ -87,15 +87,14 @@ def check(db: str | None, as_json: bool) -> None:
     """Exit 0 if the schema is at head, 1 if it needs `nexus db upgrade`."""
     with _engine(db) as engine:
         document = revision_document(engine)
-    if as_json:
-        emit_json(document)
     if not document["up_to_date"]:
         refuse(
             f"database is at revision {document['revision'] or 'base'}, "
-            f"head is {document['head']}: run nexus db upgrade"
+            f"head is {document['head']}: run nexus db upgrade",
+            value=document["revision"],
+            details=document,
         )
-    if not as_json:
-        click.echo(f"up to date (revision {document['head']})")
+    emit(document, as_json, f"up to date (revision {document['head']})")
 
 
 def _switch_rls(db: str | None, on: bool, as_json: bool) -> None:

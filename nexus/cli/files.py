@@ -123,7 +123,7 @@ def meta_get(db: str | None, path: str, key: str | None, as_json: bool) -> None:
         metadata = store.get_all_file_metadata(path)
     if key is not None:
         if key not in metadata:
-            refuse(f"{path} has no metadata key {key!r}")
+            refuse(f"{path} has no metadata key {key!r}", value=key, details={"path": path})
         metadata = {key: metadata[key]}
     if as_json:
         emit_json({"path": path, "metadata": metadata})
@@ -165,9 +165,6 @@ def meta_rm(db: str | None, path: str, key: str, as_json: bool) -> None:
     """Remove KEY from PATH (exit 1 if it was not set). Removing status ends the work item."""
     with open_store(db) as store:
         removed = store.delete_file_metadata(path, key)
-    if as_json:
-        emit_json({"path": path, "key": key, "removed": removed})
     if not removed:
-        refuse(f"{path} has no metadata key {key!r}")
-    if not as_json:
-        click.echo(f"removed {path} {key}")
+        refuse(f"{path} has no metadata key {key!r}", value=key, details={"path": path})
+    emit({"path": path, "key": key, "removed": removed}, as_json, f"removed {path} {key}")

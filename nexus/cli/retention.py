@@ -40,7 +40,12 @@ def prune(
 ) -> None:
     """Delete finished items (with their paths, metadata and history) that finished before
     now - --older-than, in batches; items unfinished work depends on are kept."""
-    cutoff = utcnow() - older_than
+    try:
+        cutoff = utcnow() - older_than
+    except OverflowError:
+        ctx = click.get_current_context()
+        param = next(p for p in ctx.command.params if p.name == "older_than")
+        raise click.BadParameter("reaches back before the year 1", ctx, param) from None
     with open_queue(db) as queue:
         pruned = queue.prune(cutoff, list(statuses), batch_size=batch_size)
     values = {"pruned": pruned, "statuses": list(statuses), "cutoff": cutoff}

@@ -38,7 +38,7 @@ from nexus.cli.keys import (
     VIEWS,
     WORK_ITEM_KEYS,
 )
-from nexus.errors import NexusFileNotFoundError
+from nexus.errors import NexusFileNotFoundError, WorkItemNotFoundError
 from nexus.storage.types import utcnow
 from nexus.storage.validation import STATUSES
 from nexus.work import WorkItem, WorkQueue
@@ -62,7 +62,10 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
         if match is None:
             self.fail(f"{value!r} is not a duration like 30s, 5m, 2h, 7d", param, ctx)
         number, unit = match.groups()
-        return timedelta(seconds=float(number) * _UNIT_SECONDS[unit or "s"])
+        try:
+            return timedelta(seconds=float(number) * _UNIT_SECONDS[unit or "s"])
+        except OverflowError:
+            self.fail(f"{value!r} is longer than any duration can be", param, ctx)
 
 
 DURATION = Duration()
@@ -227,7 +230,7 @@ def show(db: str | None, path: str, as_json: bool) -> None:
         if found is None:
             if not queue.store.exists(path):
                 raise NexusFileNotFoundError(path)
-            refuse(f"{path} is not a work item")
+            raise WorkItemNotFoundError(path)
         metadata = queue.store.get_all_file_metadata(found["path_id"])
     item = _item(found)
     if as_json:
@@ -263,12 +266,12 @@ def claim(
             path_prefix=path_prefix,
         )
     items = [_item(item) for item in claimed]
-    if as_json:
-        emit_json(page_document(items, None))
-    elif items:
-        table("claimed", ITEM_COLUMNS, items)
     if not items:
         refuse("nothing ready to claim")
+    if as_json:
+        emit_json(page_document(items, None))
+    else:
+        table("claimed", ITEM_COLUMNS, items)
 
 
 @work.command()

@@ -39,10 +39,12 @@ from starlette.templating import Jinja2Templates
 from nexus.errors import (
     InvalidArgumentError,
     InvalidPathError,
+    LeaseLostError,
     NexusDatabaseError,
     NexusError,
     NexusFileNotFoundError,
     WorkItemNotFoundError,
+    WorkItemStateError,
 )
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.storage.validation import is_path_id
@@ -171,8 +173,12 @@ def _filters(request: Request) -> dict[str, Any]:
 
 
 def _status_of(exc: NexusError) -> int:
+    """The HTTP status of a refusal: no such path or work item 404; an item in the wrong
+    state for the action (or a lease that is gone) 409; bad input 400."""
     if isinstance(exc, (WorkItemNotFoundError, NexusFileNotFoundError)):
         return 404
+    if isinstance(exc, (WorkItemStateError, LeaseLostError)):
+        return 409
     if isinstance(exc, (InvalidArgumentError, InvalidPathError)):
         return 400
     if isinstance(exc, NexusDatabaseError):
@@ -356,8 +362,6 @@ def _action(dash: Dashboard, run: Callable[[str], None]) -> Callable[[Request], 
             return PlainTextResponse("not a path_id", 400)
         try:
             await run_in_threadpool(run, path_id)
-        except WorkItemNotFoundError as exc:  # not a work item, or not in the right state
-            return PlainTextResponse(str(exc), status_code=409)
         except NexusError as exc:
             return PlainTextResponse(str(exc), status_code=_status_of(exc))
         root = request.scope.get("root_path", "")

@@ -296,6 +296,16 @@ LOCK_HELD = Query(
     FOR UPDATE""",
 )
 
+WAS_CLAIMED = Query(
+    "was_claimed",
+    "Whether the item was ever claimed (its history records a claim): a lease call it refuses"
+    " then lost its lease, rather than naming an item that never had one.",
+    """
+    SELECT 1 FROM work_history WHERE path_id = :path_id AND event = 'claimed' LIMIT 1""",
+    """
+    SELECT 1 FROM work_history WHERE path_id = %(path_id)s AND event = 'claimed' LIMIT 1""",
+)
+
 EXTEND_LEASE = Query(
     "extend_lease",
     "Heartbeat: move the lease expiry of a held item.",
@@ -701,6 +711,7 @@ QUERIES: dict[str, Query] = {
         RECORD_COMPLETIONS,
         PROMOTE_RESOLVED,
         LOCK_HELD,
+        WAS_CLAIMED,
         EXTEND_LEASE,
         SETTLE,
         CANCEL,

@@ -37,6 +37,7 @@ from nexus.errors import (
     LeaseLostError,
     NexusFileNotFoundError,
     WorkItemNotFoundError,
+    WorkItemStateError,
 )
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.storage.schema import (
@@ -101,6 +102,7 @@ from nexus.work.queries import (
     SETTLE,
     TARGET_BY_ID,
     TARGET_BY_PATH,
+    WAS_CLAIMED,
     Query,
     claim_query,
 )
@@ -114,6 +116,8 @@ RECLAIM_INTERVAL = 1.0
 #: SQLite allows 32766 bound parameters per statement; IN-lists stay far below that.
 CHUNK = 500
 STATUSES = ("ready", "pending", "blocked", "in_progress", "completed", "failed")
+#: The statuses :meth:`WorkQueue.cancel_work` accepts: an item not yet completed.
+CANCELLABLE = tuple(status for status in STATUSES if status != "completed")
 #: The statuses :meth:`WorkQueue.prune` may delete: an item in them is finished.
 FINISHED_STATUSES = ("completed", "failed")
 #: Longest pause between two prune batches on SQLite (seconds), for other writers.
@@ -248,22 +252,35 @@ class WorkQueue:
         row = cur.fetchone()
         return None if row is None else str(row[0])
 
-    def _lease_lost(self, cur: Any, ref: str, token: str) -> Exception:
-        """The error for a lease not held: the path is missing, or the lease is lost."""
-        if self._path_id(cur, ref) is None:
-            return NexusFileNotFoundError(ref)
-        return LeaseLostError(ref, token)
+    def _not_held(self, cur: Any, ref: str, token: str, operation: str) -> Exception:
+        """Why ``token`` does not hold ``ref`` (see "Which error" in docs/work-queue.md): no
+        such path (NexusFileNotFoundError), no work item (WorkItemNotFoundError), a lease that
+        existed and is not this token's (LeaseLostError: the item is in_progress under
+        another lease, or was claimed once and has been settled, rescued, revoked or
+        cancelled since), or an item never claimed (WorkItemStateError: no lease ever
+        existed). Ended leases leave no token behind, so a mistyped token on an item claimed
+        before is a lost lease too; the queue cannot tell the two apart."""
+        item = self._require_item(cur, ref)  # raises when there is no path or no item
+        status = item["status"]
+        if status == "in_progress":
+            return LeaseLostError(ref, token, status)
+        cur.execute(self._sql(WAS_CLAIMED), {"path_id": item["path_id"]})
+        if cur.fetchone() is not None:
+            return LeaseLostError(ref, token, status)
+        return WorkItemStateError(ref, status, ("in_progress",), operation)
 
-    def _raise_not_held(self, cur: Any, leases: list[tuple[str, str]], done: set[str]) -> None:
+    def _raise_not_held(
+        self, cur: Any, leases: list[tuple[str, str]], done: set[str], operation: str
+    ) -> None:
         """Raise for the first lease of a batch that is not held (nothing is kept then)."""
         for ref, token in leases:
             path_id = ref if is_path_id(ref) else self._path_id(cur, ref)
             if path_id not in done:
-                self._lock_held(cur, ref, token)  # raises unless this lease is held
+                self._lock_held(cur, ref, token, operation)  # raises unless this lease is held
         ref, token = leases[0]
         raise LeaseLostError(ref, token)  # pragma: no cover - some lease was not held
 
-    def _lock_held(self, cur: Any, ref: str, token: str) -> Any:
+    def _lock_held(self, cur: Any, ref: str, token: str, operation: str) -> Any:
         cur.execute(
             self._sql(LOCK_HELD),
             {
@@ -275,7 +292,7 @@ class WorkQueue:
         )
         row = cur.fetchone()
         if row is None:
-            raise self._lease_lost(cur, ref, token)
+            raise self._not_held(cur, ref, token, operation)
         return row
 
     # ------------------------------------------------------------------ enqueue
@@ -803,7 +820,7 @@ class WorkQueue:
 
         def work(cur: Any) -> datetime:
             now_dt = truncate_to_ms(utcnow())
-            row = self._lock_held(cur, ref, token)
+            row = self._lock_held(cur, ref, token, "heartbeat")
             seconds = lease or float(row[4] or DEFAULT_LEASE_SECONDS)
             expires = now_dt + timedelta(seconds=seconds)
             cur.execute(
@@ -826,14 +843,19 @@ class WorkQueue:
 
     def complete_work(self, path: str, lease_token: str, *, result: Any = None) -> list[str]:
         """Mark the item completed; returns the blocked dependents promoted to ready."""
-        return self.complete_work_many([(path, lease_token, result)])
+        return self._complete([(path, lease_token, result)], "complete_work")
 
     def complete_work_many(
         self, items: Iterable[tuple[str, str] | tuple[str, str, Any]]
     ) -> list[str]:
         """Complete several held items in one transaction (all or nothing); returns the
         blocked dependents promoted to ready. Durable when it returns."""
-        completion = self._prepare_completion(items)
+        return self._complete(items, "complete_work_many")
+
+    def _complete(
+        self, items: Iterable[tuple[str, str] | tuple[str, str, Any]], operation: str
+    ) -> list[str]:
+        completion = self._prepare_completion(items, operation)
         return self.db.transaction(completion) if completion is not None else []
 
     def complete_and_claim(
@@ -849,7 +871,7 @@ class WorkQueue:
         """Complete held items and claim the next ones in one transaction (a worker's loop:
         one commit per round instead of two). Returns (promoted paths, claimed items); if a
         lease is not held, nothing is completed or claimed (LeaseLostError)."""
-        completion = self._prepare_completion(items)
+        completion = self._prepare_completion(items, "complete_and_claim")
         claim = self._prepare_claim(worker_id, limit, lease_seconds, tags, path_prefix)
 
         def work(cur: Any) -> tuple[list[str], list[WorkItem]]:
@@ -860,7 +882,7 @@ class WorkQueue:
         return promoted, self._sorted(claimed)
 
     def _prepare_completion(
-        self, items: Iterable[tuple[str, str] | tuple[str, str, Any]]
+        self, items: Iterable[tuple[str, str] | tuple[str, str, Any]], operation: str
     ) -> Callable[[Any], list[str]] | None:
         """Validate completions and return the function that runs them on a cursor (None
         when there is nothing to complete)."""
@@ -904,7 +926,7 @@ class WorkQueue:
             cur.execute(self._sql(COMPLETE), params)
             done = cur.fetchall()
             if len(done) != len(leases):
-                self._raise_not_held(cur, leases, {row[0] for row in done})
+                self._raise_not_held(cur, leases, {row[0] for row in done}, operation)
             if not self.db.is_postgresql:
                 cur.execute(
                     self._record_completions,
@@ -951,7 +973,7 @@ class WorkQueue:
         def work(cur: Any) -> str:
             now_dt = truncate_to_ms(utcnow())
             now = self.db.timestamp(now_dt)
-            row = self._lock_held(cur, ref, token)
+            row = self._lock_held(cur, ref, token, "fail_work")
             path_id, worker_id, attempts, max_attempts = row[0], row[1], row[2], row[3]
             if retry and attempts < (max_attempts or DEFAULT_MAX_ATTEMPTS):
                 delay = self.retry_policy.delay(attempts)
@@ -998,7 +1020,7 @@ class WorkQueue:
 
         def work(cur: Any) -> None:
             now = self.db.timestamp(truncate_to_ms(utcnow()))
-            row = self._lock_held(cur, ref, token)
+            row = self._lock_held(cur, ref, token, "release_work")
             self._settle(cur, row[0], token, "ready", max(0, row[2] - 1), row[6], None, now)
             self._record(cur, [(row[0], "released", row[1], None)], now)
 
@@ -1008,30 +1030,31 @@ class WorkQueue:
         """Stop an item for good: status ``failed`` with last_error ``"cancelled"``.
 
         A worker holding it loses its lease (its complete/fail raise LeaseLostError).
-        Completed items cannot be cancelled.
+        Completed items cannot be cancelled (WorkItemStateError).
         """
         ref = validate_path_or_id(path)
 
         def work(cur: Any) -> None:
             now = self.db.timestamp(truncate_to_ms(utcnow()))
             item = self._require_item(cur, ref)
-            if item["status"] == "completed":
-                raise WorkItemNotFoundError(ref, "is completed and cannot be cancelled")
             cur.execute(self._sql(CANCEL), {"path_id": item["path_id"], "now": now})
+            if cur.fetchone() is None:
+                raise self._wrong_state(cur, ref, CANCELLABLE, "cancel_work")
             self._record(cur, [(item["path_id"], "cancelled", None, {"from": item["status"]})], now)
 
         self.db.transaction(work)
 
     def retry_work(self, path: str) -> None:
-        """Put a failed (dead-lettered or cancelled) item back to ready, attempts reset."""
+        """Put a failed (dead-lettered or cancelled) item back to ready, attempts reset;
+        any other status is refused (WorkItemStateError)."""
         ref = validate_path_or_id(path)
 
         def work(cur: Any) -> None:
             now = self.db.timestamp(truncate_to_ms(utcnow()))
             item = self._require_item(cur, ref)
-            if item["status"] != "failed":
-                raise WorkItemNotFoundError(ref, f"is {item['status']}, not failed")
             cur.execute(self._sql(RETRY), {"path_id": item["path_id"]})
+            if cur.rowcount != 1:
+                raise self._wrong_state(cur, ref, ("failed",), "retry_work")
             self._record(cur, [(item["path_id"], "requeued", None, None)], now)
 
         self.db.transaction(work)
@@ -1039,7 +1062,8 @@ class WorkQueue:
     def revoke_lease(self, path: str) -> None:
         """Take an in_progress item back from its worker (an operator's release, no token
         needed): ready again, the attempt not counted. The worker's complete/fail/heartbeat
-        raise LeaseLostError from then on."""
+        raise LeaseLostError from then on; an item not in_progress is refused
+        (WorkItemStateError)."""
         ref = validate_path_or_id(path)
 
         def work(cur: Any) -> None:
@@ -1048,10 +1072,18 @@ class WorkQueue:
             cur.execute(self._sql(REVOKE), {"path_id": item["path_id"]})
             row = cur.fetchone()
             if row is None:
-                raise WorkItemNotFoundError(ref, f"is {item['status']}, not in_progress")
+                raise self._wrong_state(cur, ref, ("in_progress",), "revoke_lease")
             self._record(cur, [(item["path_id"], "released", row[0], {"by": "operator"})], now)
 
         self.db.transaction(work)
+
+    def _wrong_state(
+        self, cur: Any, ref: str, required: tuple[str, ...], operation: str
+    ) -> WorkItemStateError:
+        """The refusal of an operation whose statement changed nothing: the item's status
+        (read now, after the statement) is not among ``required``. The statement decides,
+        not an earlier read, so an item that changes status in between is refused too."""
+        return WorkItemStateError(ref, self._require_item(cur, ref)["status"], required, operation)
 
     def _require_item(self, cur: Any, ref: str) -> WorkItem:
         query = ITEM_BY_ID if is_path_id(ref) else ITEM_BY_PATH
@@ -1117,7 +1149,12 @@ class WorkQueue:
         if isinstance(older_than, timedelta):
             if older_than < timedelta(0):
                 raise InvalidArgumentError("older_than", older_than, "must not be negative")
-            return truncate_to_ms(utcnow() - older_than)
+            try:
+                return truncate_to_ms(utcnow() - older_than)
+            except OverflowError as exc:
+                raise InvalidArgumentError(
+                    "older_than", older_than, "reaches back before the year 1"
+                ) from exc
         if isinstance(older_than, datetime):
             return truncate_to_ms(to_utc(older_than))
         raise InvalidArgumentError("older_than", older_than, "must be a timedelta or a datetime")

@@ -30,7 +30,10 @@ from nexus.errors import (
     MigrationError,
     NexusDatabaseError,
     NexusError,
+    NexusFileNotFoundError,
     ReadOnlyDatabaseError,
+    WorkItemNotFoundError,
+    WorkItemStateError,
 )
 from nexus.storage.validation import (
     validate_prefix,
@@ -46,6 +49,11 @@ log = logging.getLogger("nexus.worker")
 T = TypeVar("T")
 
 Handler = Callable[["WorkItem"], Any]
+
+#: What a write on a held item raises when the item is no longer this worker's: its lease
+#: was lost (rescued, revoked, cancelled, taken over), or the item itself is gone (its path
+#: deleted, its status key removed). The worker counts the item lost and carries on.
+NOT_HELD = (LeaseLostError, WorkItemStateError, WorkItemNotFoundError, NexusFileNotFoundError)
 
 
 def default_worker_id() -> str:
@@ -206,8 +214,8 @@ class Worker:
             elif completions:
                 self._retrying(lambda: self.queue.complete_work_many(completions))
             self.stats.completed += len(done)
-        except LeaseLostError:
-            # All or nothing: one lost lease refused the batch; settle the items one by one.
+        except NOT_HELD:
+            # All or nothing: one lost item refused the batch; settle the items one by one.
             for item, result in done:
                 self._complete_one(item, result)
             if want:
@@ -263,7 +271,7 @@ class Worker:
         try:
             self._retrying(lambda: self.queue.complete_work(path, token, result=result))
             self.stats.completed += 1
-        except LeaseLostError:
+        except NOT_HELD:
             log.warning("worker %s: lost the lease on %s", self.worker_id, path)
             self.stats.lost += 1
         except NexusDatabaseError:
@@ -274,7 +282,7 @@ class Worker:
             try:
                 self._retrying(lambda: self.queue.fail_work(path, token, message))
                 self.stats.failed += 1
-            except LeaseLostError:
+            except NOT_HELD:
                 self.stats.lost += 1
 
     def _handle_all(self, items: list[WorkItem]) -> list[tuple[WorkItem, Any]]:
@@ -296,7 +304,7 @@ class Worker:
                 status = self._retrying(lambda: self.queue.fail_work(path, token, message))
                 self.stats.failed += 1
                 log.debug("worker %s: %s is now %s", self.worker_id, path, status)
-            except LeaseLostError:
+            except NOT_HELD:
                 log.warning("worker %s: lost the lease on %s", self.worker_id, path)
                 self.stats.lost += 1
             finally:
@@ -329,7 +337,7 @@ class Worker:
             for path, token in held:
                 try:
                     self.queue.heartbeat(path, token)
-                except LeaseLostError:
+                except NOT_HELD:
                     log.warning("worker %s: lease on %s lost at heartbeat", self.worker_id, path)
                 except NexusError as exc:  # keep heartbeating the others
                     log.warning("worker %s: heartbeat of %s failed: %s", self.worker_id, path, exc)

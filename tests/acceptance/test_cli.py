@@ -239,6 +239,8 @@ def test_unknown_revision_is_a_clean_error(runner: CliRunner, tmp_path: Path) ->
         ["work", "enqueue"],
         ["work", "enqueue", "/x", "--status", "weird"],
         ["work", "claim", "--lease", "soon"],
+        ["work", "claim", "--lease", "99999999999d"],
+        ["work", "prune", "--older-than", "9999999d"],
         ["work", "complete", "/x"],
         ["work", "graph"],
         ["work", "graph", "/x", "--tag", "t"],

@@ -3,12 +3,20 @@ against a seeded database and must print exactly one JSON document whose keys ar
 documented ones (``nexus.cli.keys``), lists as ``{"items", "returned", "next_cursor"}`` with
 every item carrying its documented keys and datetimes as ISO 8601 strings; the set of
 commands with ``--json`` must equal the documented set, and docs/cli.md must name each key in
-the command's section (so a key added in code but not in the docs fails)."""
+the command's section (so a key added in code but not in the docs fails).
+
+Failures too: every such command, made to fail (a nexus error or a refusal, exit 1; a usage
+error, exit 2), prints exactly one JSON document on stdout with the error keys
+(``nexus.cli.common.ERROR_KEYS``) and nothing on stderr; the exit codes are checked through
+the real ``nexus`` entry point in a subprocess as well."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +26,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from nexus.cli.common import ERROR_KEYS
 from nexus.cli.keys import DOCUMENT_KEYS, GRAPH_EDGE_KEYS, GRAPH_NODE_KEYS, ITEM_KEYS
 from nexus.cli.main import cli
 from nexus.storage import migrate
@@ -160,9 +169,9 @@ def test_json_documents_carry_their_documented_keys(db_url: str) -> None:
             result = runner.invoke(cli, argv)
             if code == POSTGRESQL_ONLY:
                 code = 0 if store.dialect == "postgresql" else 1
-                if code == 1:
-                    assert result.exit_code == 1 and result.stdout == "", result.output
-                    assert "NexusConfigError" in result.stderr
+                if code == 1:  # refused: the one document is the error
+                    assert result.exit_code == 1 and result.stderr == "", result.output
+                    assert json.loads(result.stdout)["error"] == "NexusConfigError"
                     continue
             assert result.exit_code == code, (command, result.output)
             document = json.loads(result.stdout)  # exactly one document, nothing else
@@ -203,3 +212,204 @@ def test_a_page_cursor_walks_the_whole_view(db_url: str) -> None:
                 break
             after = ["--after", page["next_cursor"]]
         assert seen == [f"/p/{i:02}" for i in range(7)], command
+
+
+# ------------------------------------------------------------------------------ failures
+
+NOT_A_DATABASE = ["--db", "mysql://user@host/db"]  # the last --db given wins
+
+# Each command made to fail, on the seeded database: command, arguments (built when it runs),
+# exit code, the error's type.
+ERROR_SCENARIOS: list[tuple[str, Args, int, str]] = [
+    ("db current", lambda q: NOT_A_DATABASE, 1, "NexusConfigError"),
+    ("db check", lambda q: NOT_A_DATABASE, 1, "NexusConfigError"),
+    ("db upgrade", lambda q: NOT_A_DATABASE, 1, "NexusConfigError"),
+    ("db downgrade", lambda q: ["--revision", "base", *NOT_A_DATABASE], 1, "NexusConfigError"),
+    ("db enable-rls", lambda q: NOT_A_DATABASE, 1, "NexusConfigError"),
+    ("db disable-rls", lambda q: NOT_A_DATABASE, 1, "NexusConfigError"),
+    ("put", lambda q: ["f/relative"], 1, "InvalidPathError"),
+    ("get", lambda q: ["/f/missing"], 1, "NexusFileNotFoundError"),
+    ("ls", lambda q: ["/f/", "--after", "garbage"], 1, "InvalidCursorError"),
+    ("rm", lambda q: ["/f/missing"], 1, "NexusFileNotFoundError"),
+    ("meta get", lambda q: ["/f/plain", "unset"], 1, "Refused"),
+    ("meta set", lambda q: ["/f/plain", "priority", "high"], 1, "InvalidMetadataError"),
+    ("meta rm", lambda q: ["/f/plain", "unset"], 1, "Refused"),
+    ("work ready", lambda q: ["--after", "garbage"], 1, "InvalidCursorError"),
+    ("work pending", lambda q: ["--after", "garbage"], 1, "InvalidCursorError"),
+    ("work blocked", lambda q: ["--after", "garbage"], 1, "InvalidCursorError"),
+    ("work in-progress", lambda q: ["--after", "garbage"], 1, "InvalidCursorError"),
+    ("work by-priority", lambda q: ["--after", "garbage"], 1, "InvalidCursorError"),
+    ("work enqueue", lambda q: ["s/relative"], 1, "InvalidPathError"),
+    ("work show", lambda q: ["/f/plain"], 1, "WorkItemNotFoundError"),
+    ("work explain", lambda q: ["/s/nowhere"], 1, "NexusFileNotFoundError"),
+    ("work history", lambda q: ["/s/nowhere"], 1, "NexusFileNotFoundError"),
+    ("work graph", lambda q: ["/s/nowhere"], 1, "NexusFileNotFoundError"),
+    ("work stats", lambda q: NOT_A_DATABASE, 1, "NexusConfigError"),
+    ("work claim", lambda q: ["--prefix", "/nothing/"], 1, "Refused"),
+    ("work complete", lambda q: ["/s/parked", "--token", "t"], 1, "WorkItemStateError"),
+    ("work fail", lambda q: ["/s/dead", "--token", "t", "--error", "e"], 1, "LeaseLostError"),
+    ("work release", lambda q: ["/s/running", "--token", "t"], 1, "LeaseLostError"),
+    ("work cancel", lambda q: ["/f/plain"], 1, "WorkItemNotFoundError"),
+    ("work retry", lambda q: ["/s/spare"], 1, "WorkItemStateError"),
+    ("work reclaim", lambda q: NOT_A_DATABASE, 1, "NexusConfigError"),
+    ("work prune", lambda q: ["--older-than", "1d", *NOT_A_DATABASE], 1, "NexusConfigError"),
+    ("worker run", lambda q: ["--prefix", "s/relative", "--", "true"], 1, "InvalidPathError"),
+]
+
+
+def test_every_json_command_has_a_failure_scenario() -> None:
+    names = [name for name, *_ in ERROR_SCENARIOS]
+    assert names == list(dict.fromkeys(names))
+    assert set(names) == set(DOCUMENT_KEYS)
+
+
+def check_error(result: Any, code: int, error: str) -> dict[str, Any]:
+    """Exit ``code``, one JSON error document on stdout, nothing on stderr."""
+    assert result.exit_code == code, result.output
+    assert result.stderr == "", result.stderr
+    document = json.loads(result.stdout)
+    assert list(document) == list(ERROR_KEYS), document
+    assert document["error"] == error, document
+    assert isinstance(document["message"], str) and "\n" not in document["message"]
+    assert document["message"] and isinstance(document["details"], dict)
+    return dict(document)
+
+
+def test_json_failures_are_one_error_document(db_url: str) -> None:
+    runner = CliRunner()
+    with SQLAlchemyMetadataStore(db_url) as store:
+        queue = WorkQueue(store, retry_policy=RetryPolicy(base_seconds=0, jitter=0))
+        seed(queue)
+        for command, args, code, error in ERROR_SCENARIOS:
+            argv = [*command.split(), "--db", db_url, "--json", *args(queue)]
+            document = check_error(runner.invoke(cli, argv), code, error)
+            assert document["value"] is not None or error == "Refused", document
+        queue.close()
+
+
+def test_error_documents_carry_the_offending_values(db_url: str) -> None:
+    runner = CliRunner()
+    with SQLAlchemyMetadataStore(db_url) as store:
+        queue = WorkQueue(store)
+        seed(queue)
+        queue.close()
+
+    def fails(code: int, error: str, *args: str) -> dict[str, Any]:
+        return check_error(runner.invoke(cli, [*args, "--db", db_url, "--json"]), code, error)
+
+    state = fails(1, "WorkItemStateError", "work", "retry", "/s/spare")
+    assert state["value"] == "/s/spare"
+    assert state["details"] == {
+        "path": "/s/spare",
+        "status": "ready",
+        "required": ["failed"],
+        "operation": "retry_work",
+    }
+    lost = fails(1, "LeaseLostError", "work", "release", "/s/running", "--token", "t")
+    assert lost["details"] == {"path": "/s/running", "lease_token": "t", "status": "in_progress"}
+    bad = fails(1, "InvalidMetadataError", "meta", "set", "/f/plain", "priority", "high")
+    assert (bad["value"], bad["details"]["key"]) == ("high", "priority")
+    # A value no JSON text can hold as it is (bytes of no encoding arrive as lone surrogates)
+    odd = fails(1, "InvalidPathError", "put", "/f/\udcff")
+    assert odd["value"] == "/f/\udcff"
+    unset = fails(1, "Refused", "meta", "rm", "/f/plain", "unset")
+    assert (unset["value"], unset["details"]) == ("unset", {"path": "/f/plain"})
+    usage = fails(2, "BadParameter", "work", "ready", "--limit", "0")
+    assert (usage["value"], usage["details"]) == ("0", {"param": "--limit"})
+    # --json before or after the bad option alike
+    before = runner.invoke(cli, ["work", "claim", "--json", "--lease", "soon", "--db", db_url])
+    assert check_error(before, 2, "BadParameter")["value"] == "soon"
+    choice = fails(2, "BadParameter", "work", "enqueue", "/x", "--status", "done")
+    assert choice["value"] == "done" and choice["details"] == {"param": "--status"}
+    fails(2, "MissingParameter", "work", "complete", "/s/running")
+    fails(2, "UsageError", "work", "graph", "/s/clean", "--tag", "etl")
+    fails(2, "UsageError", "work", "stats", "--watch")
+
+
+def test_an_old_schema_is_refused_with_its_revision_document(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = str(tmp_path / "old.db")
+    assert runner.invoke(cli, ["db", "upgrade", "--db", db, "--revision", "0001"]).exit_code == 0
+    document = check_error(runner.invoke(cli, ["db", "check", "--db", db, "--json"]), 1, "Refused")
+    assert document["value"] == "0001"
+    assert document["details"] == {
+        "revision": "0001",
+        "head": migrate.head_revision(),
+        "up_to_date": False,
+    }
+
+
+@pytest.mark.parametrize("command", sorted(DOCUMENT_KEYS))
+def test_a_usage_error_with_json_is_one_error_document(command: str, tmp_path: Path) -> None:
+    """Parsed before anything is opened: no database file appears."""
+    db = tmp_path / "never.db"
+    # worker run passes unknown options on to its command: a bad value of its own instead
+    bad, error, value = ["--no-such-option"], "NoSuchOption", "--no-such-option"
+    if command == "worker run":
+        bad, error, value = ["--concurrency", "0"], "BadParameter", "0"
+    args = [*command.split(), "--db", str(db), "--json", *bad]
+    document = check_error(CliRunner().invoke(cli, args), 2, error)
+    assert document["value"] == value
+    assert not db.exists()
+
+
+def test_without_json_or_with_it_after_a_double_dash_errors_stay_text(tmp_path: Path) -> None:
+    """``--json`` after ``--`` belongs to the worker's command, not to nexus."""
+    runner = CliRunner()
+    db = str(tmp_path / "t.db")
+    plain = runner.invoke(cli, ["work", "ready", "--limit", "0", "--db", db])
+    assert plain.exit_code == 2 and plain.stdout == ""
+    assert "Error: Invalid value for '--limit'" in plain.stderr
+    passed_on = runner.invoke(
+        cli, ["worker", "run", "--lease", "soon", "--db", db, "--", "echo", "--json"]
+    )
+    assert passed_on.exit_code == 2 and passed_on.stdout == ""
+    assert "Error: Invalid value for '--lease'" in passed_on.stderr
+
+
+def nexus_command() -> list[str]:
+    """The installed ``nexus`` entry point of this environment."""
+    script = Path(sys.executable).with_name("nexus")
+    assert script.exists(), f"no nexus entry point next to {sys.executable}"
+    return [str(script)]
+
+
+def test_the_nexus_entry_point_exits_with_the_documented_codes(db_url: str) -> None:
+    with SQLAlchemyMetadataStore(db_url) as store:
+        queue = WorkQueue(store)
+        seed(queue)
+        queue.close()
+    env = {k: v for k, v in os.environ.items() if k != "NEXUS_DATABASE_URL"}
+
+    def nexus(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*nexus_command(), *args, "--db", db_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+
+    cases = [
+        (["work", "retry", "/s/spare", "--json"], 1, "WorkItemStateError"),
+        (["work", "claim", "--prefix", "/nothing/", "--json"], 1, "Refused"),
+        (["work", "ready", "--limit", "0", "--json"], 2, "BadParameter"),
+        (["meta", "set", "/f/plain", "priority", "-", "--json", "--nope"], 2, "NoSuchOption"),
+    ]
+    for args, code, error in cases:
+        done = nexus(*args)
+        assert (done.returncode, done.stderr) == (code, ""), (args, done.stderr)
+        [line] = done.stdout.splitlines()
+        assert json.loads(line)["error"] == error, args
+    # Without --json the same failure is one line on stderr, stdout empty.
+    done = nexus("work", "release", "/s/spare", "--token", "t")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines() == [
+        "Error: WorkItemStateError: '/s/spare' is ready; release_work needs in_progress"
+    ]
+
+
+def test_docs_name_the_error_keys() -> None:
+    conventions = DOC[DOC.index("## Conventions") : DOC.index("## nexus db")]
+    missing = [key for key in ERROR_KEYS if f"`{key}`" not in conventions]
+    assert missing == [], f"docs/cli.md Conventions does not name {missing}"

@@ -110,10 +110,12 @@ def test_refusals_exit_1(db_url: str) -> None:
     assert refused(db_url, "work", "claim") == "Error: nothing ready to claim"
     empty = invoke(db_url, "work", "claim", "--json")
     assert empty.exit_code == 1
-    assert json.loads(empty.stdout) == {"items": [], "returned": 0, "next_cursor": None}
+    assert json.loads(empty.stdout)["error"] == "Refused"
+    assert empty.stderr == ""
     assert "NexusFileNotFoundError" in refused(db_url, "work", "show", "/missing")
     run(db_url, "put", "/plain")
-    assert refused(db_url, "work", "show", "/plain") == "Error: /plain is not a work item"
+    line = refused(db_url, "work", "show", "/plain")
+    assert line == "Error: WorkItemNotFoundError: '/plain' is not a work item"
     assert "WorkItemNotFoundError" in refused(db_url, "work", "retry", "/plain")
     assert "NexusFileNotFoundError" in refused(db_url, "get", "/missing")
     assert "NexusFileNotFoundError" in refused(db_url, "rm", "/missing")
@@ -123,6 +125,11 @@ def test_refusals_exit_1(db_url: str) -> None:
     assert "InvalidCursorError" in refused(db_url, "ls", "--after", "!!!")
     assert "InvalidPathError" in refused(db_url, "work", "enqueue", "relative")
     run(db_url, "work", "enqueue", "/q/x")
+    # A wrong state is named as one: the item, its status, what the call needs.
+    line = refused(db_url, "work", "retry", "/q/x")
+    assert line == "Error: WorkItemStateError: '/q/x' is ready; retry_work needs failed"
+    line = refused(db_url, "work", "release", "/q/x", "--token", "x")
+    assert line == "Error: WorkItemStateError: '/q/x' is ready; release_work needs in_progress"
     assert "InvalidCursorError" in refused(db_url, "work", "ready", "--after", "not-a-cursor")
     [page_cursor] = [json.loads(run(db_url, "ls", "--limit", "1", "--json"))["next_cursor"]]
     assert "InvalidCursorError" in refused(db_url, "work", "ready", "--after", page_cursor)

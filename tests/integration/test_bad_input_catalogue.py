@@ -23,6 +23,7 @@ from nexus.errors import (
     NexusError,
     NexusFileNotFoundError,
     WorkItemNotFoundError,
+    WorkItemStateError,
 )
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.work import RetryPolicy, Worker, WorkQueue
@@ -140,6 +141,9 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
      InvalidArgumentError, r"^invalid row \('/ok',\): must be a \(path, key, value\) tuple$"),
     ("batch not an iterable", lambda s, q: q.enqueue_many(5), InvalidArgumentError,
      r"^invalid items 5: must be a list \(or another iterable\)$"),
+    ("prune age reaching back before the year 1",
+     lambda s, q: q.prune(timedelta(days=999_999_999)), InvalidArgumentError,
+     r"^invalid older_than datetime\.timedelta\(.*\): reaches back before the year 1$"),
     ("timeout negative", lambda s, q: q.wait_for_ready_work(-1), InvalidArgumentError,
      r"^invalid timeout -1: must be a non-negative number$"),
     ("retry policy out of range", lambda s, q: RetryPolicy(jitter=1.5), InvalidArgumentError,
@@ -155,14 +159,22 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
     ("worker id or tags refused by claims", lambda s, q: Worker(q, print, tags="etl"),
      InvalidMetadataError, r"^invalid metadata 'tags'='etl': must be a list of strings$"),
     # ---- state
-    ("lease not held", lambda s, q: q.complete_work("/held", "not-the-token"), LeaseLostError,
-     r"^lease 'not-the-token' on '/held' is no longer held$"),
-    ("path that is no work item", lambda s, q: q.cancel_work("/ok"), WorkItemNotFoundError,
-     r"^'/ok' is not a work item$"),
-    ("cancelling a completed item", lambda s, q: q.cancel_work("/done"), WorkItemNotFoundError,
-     r"^'/done' is completed and cannot be cancelled$"),
+    ("lease not held (another lease holds the item)",
+     lambda s, q: q.complete_work("/held", "not-the-token"), LeaseLostError,
+     r"^lease 'not-the-token' on '/held' is no longer held \(another lease holds it\)$"),
+    ("lease not held (the item was claimed once and has been settled since)",
+     lambda s, q: q.fail_work("/done", "old-token", "late"), LeaseLostError,
+     r"^lease 'old-token' on '/done' is no longer held \(the item is completed now\)$"),
+    ("lease call on an item never claimed", lambda s, q: q.release_work("/fresh", "x"),
+     WorkItemStateError, r"^'/fresh' is ready; release_work needs in_progress$"),
+    ("path that is no work item (any queue call naming one item)",
+     lambda s, q: q.cancel_work("/ok"), WorkItemNotFoundError, r"^'/ok' is not a work item$"),
+    ("cancelling a completed item", lambda s, q: q.cancel_work("/done"), WorkItemStateError,
+     r"^'/done' is completed; cancel_work needs ready, pending, blocked, in_progress or failed$"),
     ("retrying an item that has not failed", lambda s, q: q.retry_work("/held"),
-     WorkItemNotFoundError, r"^'/held' is in_progress, not failed$"),
+     WorkItemStateError, r"^'/held' is in_progress; retry_work needs failed$"),
+    ("revoking the lease of an item not in progress", lambda s, q: q.revoke_lease("/fresh"),
+     WorkItemStateError, r"^'/fresh' is ready; revoke_lease needs in_progress$"),
 ]
 # fmt: on
 
@@ -172,7 +184,12 @@ def _state(store: SQLAlchemyMetadataStore, queue: WorkQueue) -> Any:
         [record.virtual_path for record in store.list()],
         store.get_all_file_metadata("/ok"),
         queue.work_stats()["by_status"],
-        [event["event"] for event in queue.get_work_history("/held")],
+        [
+            (path, event["event"])
+            for path in ("/held", "/done", "/fresh")
+            for event in queue.get_work_history(path)
+        ],
+        [queue.get_work_item(path) for path in ("/held", "/done", "/fresh")],
     )
 
 
@@ -193,6 +210,7 @@ def test_bad_input_gets_its_typed_error_and_writes_nothing(
     queue.complete_work("/done", str(done["lease_token"]))
     queue.enqueue("/held")
     queue.claim_ready_work("setup")
+    queue.enqueue("/fresh")  # ready, never claimed
     before = _state(store, queue)
     with pytest.raises(error) as caught:
         call(store, queue)

@@ -245,6 +245,7 @@ def test_projection_matches_file_metadata_after_random_workload(
             assert type(exc).__name__ in (
                 "DependencyCycleError",
                 "WorkItemNotFoundError",
+                "WorkItemStateError",
                 "NexusFileNotFoundError",
             ), exc
         if step % 10 == 0:

@@ -16,7 +16,7 @@ from nexus import (
     InvalidPathError,
     LeaseLostError,
     NexusFileNotFoundError,
-    WorkItemNotFoundError,
+    WorkItemStateError,
 )
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.work import RetryPolicy, WorkQueue
@@ -332,7 +332,7 @@ def test_cancel(queue: WorkQueue) -> None:
     queue.enqueue("/can/c")
     [c] = queue.claim_ready_work("w")
     queue.complete_work("/can/c", c["lease_token"])
-    with pytest.raises(WorkItemNotFoundError):
+    with pytest.raises(WorkItemStateError):
         queue.cancel_work("/can/c")
 
 
@@ -391,7 +391,7 @@ def test_retry_work_puts_a_failed_item_back(queue: WorkQueue) -> None:
     assert c["attempts"] == 1
     assert queue.fail_work("/rw/a", c["lease_token"], "again") == "ready"
     # Only failed items can be retried; a cancelled one is failed.
-    with pytest.raises(WorkItemNotFoundError):
+    with pytest.raises(WorkItemStateError):
         queue.retry_work("/rw/a")
     queue.enqueue("/rw/cancelled")
     queue.cancel_work("/rw/cancelled")

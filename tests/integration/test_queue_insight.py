@@ -11,7 +11,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from nexus.errors import InvalidArgumentError, LeaseLostError, WorkItemNotFoundError
+from nexus.errors import (
+    InvalidArgumentError,
+    LeaseLostError,
+    WorkItemStateError,
+)
 from nexus.work import WorkQueue
 
 
@@ -114,7 +118,7 @@ def test_revoke_lease(queue: WorkQueue) -> None:
         queue.complete_work("/v/a", held["lease_token"])
     history = queue.get_work_history("/v/a")[-1]
     assert (history["event"], history["detail"]) == ("released", {"by": "operator"})
-    with pytest.raises(WorkItemNotFoundError):
+    with pytest.raises(WorkItemStateError):
         queue.revoke_lease("/v/a")  # ready, not in progress
     (again,) = queue.claim_ready_work("worker-b")
     assert again["attempts"] == 1

@@ -21,6 +21,7 @@ from nexus.errors import (
     ReadOnlyDatabaseError,
     ReadOnlyMigrationError,
     WorkItemNotFoundError,
+    WorkItemStateError,
 )
 
 
@@ -40,6 +41,7 @@ from nexus.errors import (
         (ReadOnlyMigrationError, MigrationError),
         (ReadOnlyMigrationError, ReadOnlyDatabaseError),
         (LeaseLostError, NexusError),
+        (WorkItemStateError, NexusError),
     ],
 )
 def test_error_classes_subclass_nexus_error_and_the_natural_builtin(
@@ -63,6 +65,7 @@ def test_every_error_is_exported_from_the_package() -> None:
         ReadOnlyDatabaseError,
         ReadOnlyMigrationError,
         WorkItemNotFoundError,
+        WorkItemStateError,
         LeaseLostError,
     ):
         assert getattr(nexus, cls.__name__) is cls
@@ -118,3 +121,27 @@ def test_catching_the_builtin_catches_nexus_errors() -> None:
         raise InvalidPathError("a", "must start with '/'")
     with pytest.raises(NexusError):
         raise InvalidPathError("a", "must start with '/'")
+
+
+def test_work_item_state_error_carries_path_status_and_what_was_needed() -> None:
+    error = WorkItemStateError("/a", "ready", ("failed",), "retry_work")
+    assert (error.path, error.status, error.required, error.operation) == (
+        "/a",
+        "ready",
+        ("failed",),
+        "retry_work",
+    )
+    assert str(error) == "'/a' is ready; retry_work needs failed"
+    many = WorkItemStateError("/a", "completed", ("ready", "pending", "failed"), "cancel_work")
+    assert str(many) == "'/a' is completed; cancel_work needs ready, pending or failed"
+    # A wrong state is not "not found": neither a WorkItemNotFoundError nor a LookupError.
+    assert not isinstance(error, (LookupError, LeaseLostError))
+
+
+def test_lease_lost_error_says_what_became_of_the_item() -> None:
+    assert str(LeaseLostError("/a", "t")) == "lease 't' on '/a' is no longer held"
+    held = LeaseLostError("/a", "t", "in_progress")
+    assert str(held) == "lease 't' on '/a' is no longer held (another lease holds it)"
+    done = LeaseLostError("/a", "t", "completed")
+    assert (done.path, done.lease_token, done.status) == ("/a", "t", "completed")
+    assert str(done) == "lease 't' on '/a' is no longer held (the item is completed now)"

@@ -401,6 +401,35 @@ def test_admin_cancel_and_release(admin_client: Client, seeded: Seeded) -> None:
     assert (seeded.queue.get_work_item(seeded.ids["completed"]) or {})["status"] == "completed"
 
 
+def test_refusals_are_404_when_nothing_is_there_and_409_in_the_wrong_state(
+    admin_client: Client, seeded: Seeded
+) -> None:
+    seeded.queue.store.put("/plain/file")
+    plain = str(seeded.queue.store.get_path_id("/plain/file"))
+    missing = "01a00000-0000-7000-8000-000000000000"
+    token = _csrf(admin_client.get(f"/items/{seeded.ids['dead']}").text)
+    headers = {"X-CSRF-Token": token}
+    for action in ("retry", "cancel", "release"):
+        for path_id in (plain, missing):  # no work item, no path: not found
+            refused = admin_client.post(f"/items/{path_id}/{action}", headers=headers)
+            assert refused.status_code == 404, (action, path_id, refused.text)
+    for path_id in (plain, missing):
+        assert admin_client.get(f"/items/{path_id}").status_code == 404
+        assert admin_client.get(f"/api/items/{path_id}").status_code == 404
+        assert admin_client.get(f"/api/items/{path_id}/graph").status_code == 404
+    # The item is there but its status does not allow the action: a conflict naming both.
+    wrong = [
+        ("retry", "extract", "ready", "retry_work needs failed"),
+        ("cancel", "completed", "completed", "cancel_work needs"),
+        ("release", "pending", "pending", "revoke_lease needs in_progress"),
+    ]
+    for action, role, status, needs in wrong:
+        refused = admin_client.post(f"/items/{seeded.ids[role]}/{action}", headers=headers)
+        assert refused.status_code == 409, (action, role, refused.text)
+        assert f"is {status}; {needs}" in refused.text
+        assert (seeded.queue.get_work_item(seeded.ids[role]) or {})["status"] == status
+
+
 def test_admin_buttons_show_only_with_admin(
     admin_client: Client, client: Client, seeded: Seeded
 ) -> None:
