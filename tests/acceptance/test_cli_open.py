@@ -172,3 +172,4 @@ def test_a_reading_command_does_not_give_an_empty_database_a_schema(
     assert code == 0, err
     code, out, err = finish(start("work stats", ["--json"], fresh_db_url, tmp_path))
     assert code == 0, err
+    assert '"ready": 1' in out or '"ready":1' in out, out

@@ -38,7 +38,8 @@ def test_web_passes_its_options_to_serve(monkeypatch: pytest.MonkeyPatch, db_url
         create: bool = True,
     ) -> None:
         calls.append(
-            {"db": db, "host": host, "port": port, "admin": admin, "tenant": tenant, "create": create}
+            {"db": db, "host": host, "port": port, "admin": admin, "tenant": tenant}
+            | {"create": create}
         )
 
     monkeypatch.setattr(nexus.web, "serve", serve)

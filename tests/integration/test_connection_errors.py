@@ -44,10 +44,6 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def shown(url: sa.URL) -> str:
-    return re.escape(url.render_as_string(hide_password=True))
-
-
 CLOSED_PORT = closed_port()
 
 # name -> (a change to the test server's URL, the error, the reason the message gives)
@@ -154,7 +150,9 @@ def test_a_sqlite_file_that_cannot_be_opened_says_why(tmp_path: Path) -> None:
     assert text_file.read_text() == "not a database\n"
     with pytest.raises(NexusConnectionError) as caught:
         SQLAlchemyMetadataStore(tmp_path)
-    assert str(caught.value) == f"cannot connect to {tmp_path}: it is a directory, not a SQLite file"
+    assert str(caught.value) == (
+        f"cannot connect to {tmp_path}: it is a directory, not a SQLite file"
+    )
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def test_a_missing_sqlite_database_is_not_created(
 
 def test_connect_with_create_false_creates_no_directory(tmp_path: Path) -> None:
     data_dir = tmp_path / "nexus-data"
-    with pytest.raises(DatabaseNotFoundError, match="no nexus database at .*metadata.db"):
+    with pytest.raises(DatabaseNotFoundError, match=r"no nexus database at .*metadata\.db"):
         nexus.connect(config={"data_dir": str(data_dir), "create": False})
     assert tree(tmp_path) == []
     with nexus.connect(config={"data_dir": str(data_dir)}) as nx:  # the default creates
