@@ -15,6 +15,11 @@ write, a PostgreSQL session with ``default_transaction_read_only``) open for rea
 to WAL is skipped when it would be a write, and a write that reaches the database is raised as
 :class:`~nexus.errors.ReadOnlyDatabaseError` (a ``handle_error`` listener here for the
 SQLAlchemy path; :mod:`nexus.storage.database` uses :func:`is_read_only_error` for its own).
+
+A connection that cannot be opened is raised as :class:`~nexus.errors.NexusConnectionError`
+(:func:`connection_error`: which database, password hidden, and why in plain words), by the
+same listener for every SQLAlchemy connection and by the callers that open driver
+connections themselves, so a refused port is never reported as, say, a failed migration.
 """
 
 from __future__ import annotations
