@@ -178,6 +178,10 @@ def display_url(url: str | sa.engine.URL) -> str:
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         return parsed.database
+    if "password" in parsed.query:  # libpq also takes it as a query parameter
+        parsed = parsed.update_query_dict({"password": "HIDDEN"})
+        shown = parsed.render_as_string(hide_password=True)
+        return shown.replace("password=HIDDEN", "password=***")
     return parsed.render_as_string(hide_password=True)
 
 
@@ -208,8 +212,9 @@ def connection_error(exc: BaseException, url: str | sa.engine.URL) -> NexusConne
         return NexusConnectionError(where, _sqlite_reason(original, parsed))
     lines = [line.strip() for line in _PG_NOISE.sub("", str(original).strip()).splitlines()]
     detail = next((line for line in lines if line), type(original).__name__)
-    if parsed.password:
-        detail = detail.replace(str(parsed.password), "***")
+    for secret in (parsed.password, parsed.query.get("password")):
+        if isinstance(secret, str) and secret:
+            detail = detail.replace(secret, "***")
     lowered = detail.lower()
     sqlstate = getattr(original, "sqlstate", None)
     if sqlstate == "3D000" or (lowered.startswith("database ") and "does not exist" in lowered):

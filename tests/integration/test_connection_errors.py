@@ -192,3 +192,12 @@ def test_driver_messages_become_plain_reasons(driver_message: str, reason: str) 
     assert type(error) is NexusConnectionError
     assert error.reason == reason
     assert error.url == "postgresql+psycopg://ann:***@h/db"
+
+
+def test_a_password_given_as_a_query_parameter_is_hidden_too() -> None:
+    error = connection_error(
+        psycopg.OperationalError(f"connection failed: nope {PASSWORD}"),
+        f"postgresql+psycopg://ann@h/db?password={PASSWORD}",
+    )
+    assert PASSWORD not in str(error)
+    assert str(error) == "cannot connect to postgresql+psycopg://ann@h/db?password=***: nope ***"
