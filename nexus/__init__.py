@@ -2,6 +2,7 @@
 
 from nexus.connect import NexusFS, connect
 from nexus.errors import (
+    DatabaseNotFoundError,
     DependencyCycleError,
     InvalidArgumentError,
     InvalidCursorError,
@@ -10,6 +11,7 @@ from nexus.errors import (
     LeaseLostError,
     MigrationError,
     NexusConfigError,
+    NexusConnectionError,
     NexusDatabaseError,
     NexusError,
     NexusFileNotFoundError,
@@ -22,6 +24,7 @@ from nexus.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DatabaseNotFoundError",
     "DependencyCycleError",
     "InvalidArgumentError",
     "InvalidCursorError",
@@ -30,6 +33,7 @@ __all__ = [
     "LeaseLostError",
     "MigrationError",
     "NexusConfigError",
+    "NexusConnectionError",
     "NexusDatabaseError",
     "NexusError",
     "NexusFS",

@@ -14,7 +14,7 @@ from nexus.storage.metadata_store import FileRecord, SQLAlchemyMetadataStore
 from nexus.work.queue import WorkQueue
 
 DEFAULT_DATA_DIR = "./nexus-data"
-_CONFIG_KEYS = {"data_dir", "database_url", "tenant_id", "run_migrations"}
+_CONFIG_KEYS = {"data_dir", "database_url", "tenant_id", "run_migrations", "create"}
 
 
 class NexusFS:
@@ -30,19 +30,29 @@ class NexusFS:
         unknown = set(config) - _CONFIG_KEYS
         if unknown:
             raise NexusConfigError(f"unknown config keys: {sorted(unknown)}", value=config)
+        create = config.get("create", True)
+        if not isinstance(create, bool):
+            raise NexusConfigError(f"create must be True or False, not {create!r}", value=create)
         self.data_dir = Path(config.get("data_dir") or DEFAULT_DATA_DIR).expanduser()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         database = (
             config.get("database_url")
             or os.environ.get("NEXUS_DATABASE_URL")
             or str(self.data_dir / "metadata.db")
         )
-        self.content = ContentStore(self.data_dir / "content")
+        # The store first: with create=False a missing database fails before anything else.
         self.metadata = SQLAlchemyMetadataStore(
             database,
             tenant_id=config.get("tenant_id", "default"),
             run_migrations=config.get("run_migrations", True),
+            create=create,
         )
+        try:
+            if create:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.content = ContentStore(self.data_dir / "content", create=create)
+        except BaseException:
+            self.metadata.close()
+            raise
         self.queue = WorkQueue(self.metadata)
 
     def write(self, path: str, data: bytes, *, file_type: str | None = None) -> FileRecord:
@@ -95,6 +105,7 @@ def connect(config: Mapping[str, Any] | None = None) -> NexusFS:
 
     ``config`` keys: ``data_dir`` (default ``./nexus-data``; content lives there, and so does
     ``metadata.db`` unless a database is named), ``database_url`` (e.g. PostgreSQL; beats
-    ``NEXUS_DATABASE_URL``), ``tenant_id`` and ``run_migrations``.
+    ``NEXUS_DATABASE_URL``), ``tenant_id``, ``run_migrations`` and ``create`` (default True;
+    False opens only an existing database and creates no directory).
     """
     return NexusFS(config)

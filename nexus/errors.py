@@ -74,6 +74,34 @@ class NexusDatabaseError(NexusError):
     """The database driver failed; the driver's exception is ``__cause__``."""
 
 
+class NexusConnectionError(NexusDatabaseError):
+    """No connection could be opened to the database: the server refused it, was not found
+    or did not answer, rejected the credentials, or the SQLite file cannot be opened.
+
+    ``url`` names the database as messages show it (a SQLite path; any other URL with its
+    password hidden) and ``reason`` says why in plain words; the driver's exception is
+    ``__cause__``."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(self._message(url, reason))
+        self.url = url
+        self.reason = reason
+
+    @staticmethod
+    def _message(url: str, reason: str) -> str:
+        return f"cannot connect to {url}: {reason}"
+
+
+class DatabaseNotFoundError(NexusConnectionError):
+    """The database named does not exist: a missing SQLite file opened with
+    ``create=False``, a PostgreSQL database the server does not have, or (``create=False``)
+    a database without the nexus schema. Nothing was created."""
+
+    @staticmethod
+    def _message(url: str, reason: str) -> str:
+        return f"no nexus database at {url}: {reason}"
+
+
 class MigrationError(NexusDatabaseError):
     """The schema could not be brought to (or is newer than) this version of nexus."""
 

@@ -241,14 +241,17 @@ def database(db: str | None) -> str:
     return db or DEFAULT_DATABASE
 
 
-def open_store(db: str | None) -> SQLAlchemyMetadataStore:
-    return SQLAlchemyMetadataStore(database(db), tenant_id=tenant())
+def open_store(db: str | None, *, create: bool = False) -> SQLAlchemyMetadataStore:
+    """The store at ``db``. Only a command that puts something new into the database opens
+    it with ``create`` (``put``, ``work enqueue``); every other one needs a nexus database
+    that exists, so a mistyped --db is an error instead of a new empty database."""
+    return SQLAlchemyMetadataStore(database(db), tenant_id=tenant(), create=create)
 
 
 @contextmanager
-def open_queue(db: str | None) -> Iterator[WorkQueue]:
+def open_queue(db: str | None, *, create: bool = False) -> Iterator[WorkQueue]:
     """A work queue over the store at ``db``; closes both (the queue first)."""
-    with open_store(db) as store:
+    with open_store(db, create=create) as store:
         queue = WorkQueue(store)
         try:
             yield queue

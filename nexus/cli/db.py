@@ -20,8 +20,9 @@ from nexus.storage.engine import create_engine, resolve_database_url
 
 
 @contextmanager
-def _engine(db: str | None) -> Iterator[Engine]:
-    engine = create_engine(resolve_database_url(database(db)))
+def _engine(db: str | None, *, create: bool = False) -> Iterator[Engine]:
+    """An engine on the database; only ``db upgrade`` may create a SQLite file."""
+    engine = create_engine(resolve_database_url(database(db), create=create))
     try:
         yield engine
     finally:
@@ -55,7 +56,7 @@ def db() -> None:
 @json_option
 def upgrade(db: str | None, revision: str, as_json: bool) -> None:
     """Upgrade the schema (the same revisions as `alembic upgrade`); creates the database."""
-    with _engine(db) as engine:
+    with _engine(db, create=True) as engine:
         migrate.upgrade(engine, revision)
         _report(engine, as_json, _at)
 

@@ -51,7 +51,7 @@ def put(
     as_json: bool,
 ) -> None:
     """Create PATH or update its record (size, content hash, file type); keeps its metadata."""
-    with open_store(db) as store:
+    with open_store(db, create=True) as store:
         record = _record(store.put(path, size=size, content_hash=content_hash, file_type=file_type))
     emit(record, as_json, f"{record['virtual_path']} {record['path_id']}")
 

@@ -21,7 +21,7 @@ def web(db: str | None, host: str, port: int, admin: bool) -> None:
     """Serve the web dashboard of the database (read-only unless --admin) until Ctrl-C."""
     from nexus.web import serve
 
-    serve(database(db), host=host, port=port, admin=admin, tenant=tenant())
+    serve(database(db), host=host, port=port, admin=admin, tenant=tenant(), create=False)
 
 
 @click.command()

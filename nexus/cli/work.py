@@ -202,7 +202,7 @@ def enqueue(
     as_json: bool,
 ) -> None:
     """Make PATH a work item (creating the path if needed); an existing item is unchanged."""
-    with open_queue(db) as queue:
+    with open_queue(db, create=True) as queue:
         created = queue.enqueue(
             path,
             priority=priority,

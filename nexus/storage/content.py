@@ -16,9 +16,11 @@ from nexus.errors import NexusError
 
 
 class ContentStore:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            # Without it the directories are made by the first put.
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def _blob_path(self, content_hash: str) -> Path:
         return self.root / content_hash[:2] / content_hash[2:4] / content_hash

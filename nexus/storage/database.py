@@ -9,7 +9,8 @@ setting of :mod:`nexus.storage.engine` applies) and then detached from its pool.
 ``BEGIN IMMEDIATE`` (the write lock up front), PostgreSQL the driver's implicit transaction —
 retries it on PostgreSQL deadlocks and serialisation failures, and turns every driver error
 into a :class:`~nexus.errors.NexusDatabaseError` (a write to a read-only database: its subclass
-:class:`~nexus.errors.ReadOnlyDatabaseError`). A connection that broke (a terminated
+:class:`~nexus.errors.ReadOnlyDatabaseError`; a connection that cannot be opened:
+:class:`~nexus.errors.NexusConnectionError`). A connection that broke (a terminated
 backend, a restarted server) is thrown away, so the next call opens a new one.
 """
 
@@ -31,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from nexus.errors import NexusDatabaseError, NexusError, ReadOnlyDatabaseError
-from nexus.storage.engine import display_url, is_read_only_error
+from nexus.storage.engine import connection_error, display_url, is_read_only_error
 from nexus.storage.security import SET_TENANT_SQL
 from nexus.storage.types import parse_timestamp, sqlite_timestamp, to_utc, truncate_to_ms
 
@@ -125,7 +126,7 @@ class Database:
             except (psycopg.Error, sqlite3.Error, DBAPIError) as exc:
                 # The server is away (a restart), or the connection died during the driver's
                 # first-connect set-up: as retryable as a write that failed.
-                raise NexusDatabaseError(f"cannot connect to the database: {exc}") from exc
+                raise connection_error(exc, self.engine.url) from exc
             try:
                 return self._run(conn, work, write)
             except psycopg.Error as exc:

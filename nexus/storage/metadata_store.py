@@ -175,6 +175,11 @@ class SQLAlchemyMetadataStore:
     a URL such as ``"postgresql+psycopg://user@host/db"`` selects PostgreSQL. Without an
     argument the ``NEXUS_DATABASE_URL`` environment variable is used; an explicit argument
     always beats the environment.
+
+    ``create=False`` opens only a nexus database that exists: nothing is created (no
+    SQLite file, no directory, no schema in an empty database), and a missing one raises
+    :class:`~nexus.errors.DatabaseNotFoundError`. An existing schema below head is still
+    migrated.
     """
 
     def __init__(
@@ -185,6 +190,7 @@ class SQLAlchemyMetadataStore:
         run_migrations: bool = True,
         tenant_id: str = "default",
         engine_options: Mapping[str, Any] | None = None,
+        create: bool = True,
     ) -> None:
         if db_path is not None and db_url is not None:
             raise NexusConfigError("give either db_path or db_url, not both", value=db_url)
@@ -208,7 +214,7 @@ class SQLAlchemyMetadataStore:
                 "tenant_id must be a non-empty string of at most 255 characters",
                 value=tenant_id,
             )
-        self.url = resolve_database_url(target)
+        self.url = resolve_database_url(target, create=create)
         self.tenant_id = tenant_id
         self.engine: Engine = create_engine(self.url, **dict(engine_options or {}))
         self._write_engine = self.engine.execution_options(nexus_write=True)
@@ -216,7 +222,7 @@ class SQLAlchemyMetadataStore:
         self._closed = False
         try:
             if run_migrations:
-                migrate.upgrade(self.engine)
+                migrate.upgrade(self.engine, create=create)
             #: Whether the database had row-level security on when the store was opened.
             self.row_level_security = security.row_level_security_enabled(self.engine)
         except BaseException:

@@ -13,6 +13,10 @@ at the revision it started from (DDL is transactional on both databases).
 A read-only database already at head opens without a write; one below head raises
 :class:`~nexus.errors.ReadOnlyMigrationError` (nothing can be migrated).
 
+A connection that cannot be opened is a :class:`~nexus.errors.NexusConnectionError` (the
+engine's ``handle_error`` listener), never a :class:`~nexus.errors.MigrationError`: that one
+means a migration ran and failed.
+
 ``script_location`` (every function taking it) points at another directory of revisions: the
 tests use it to run a deliberately failing revision; nexus itself always uses the packaged ones.
 """
@@ -32,6 +36,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from nexus.errors import (
+    DatabaseNotFoundError,
     MigrationError,
     NexusError,
     ReadOnlyDatabaseError,
@@ -41,6 +46,7 @@ from nexus.storage.engine import display_url
 
 DEFAULT_ALEMBIC_DB = "nexus-data/metadata.db"
 MIGRATION_LOCK_KEY = 7_400_000
+NO_SCHEMA = "it has no nexus schema (nexus db upgrade creates it)"
 
 
 def migrations_directory() -> Path:
@@ -94,18 +100,30 @@ def migration_transaction(connection: Connection) -> Iterator[Connection]:
 
 
 def upgrade(
-    engine: Engine, revision: str = "head", *, script_location: ScriptLocation = None
+    engine: Engine,
+    revision: str = "head",
+    *,
+    script_location: ScriptLocation = None,
+    create: bool = True,
 ) -> None:
-    """Bring the database to ``revision`` (default: head). Cheap when already there."""
+    """Bring the database to ``revision`` (default: head). Cheap when already there.
+
+    Without ``create`` a database that has no nexus schema yet is refused
+    (:class:`~nexus.errors.DatabaseNotFoundError`) instead of being given one; one that
+    has it is still migrated up."""
     if revision == "head":
         try:
-            if current_revision(engine) == head_revision(script_location):
-                return
+            current = current_revision(engine)
         except sa.exc.DBAPIError:
             # E.g. SQLite "database is locked" while another process creates the file: the
             # locked path below reads the revision again once it holds the lock, and fails
             # with a MigrationError of its own if the database really cannot be read.
             pass
+        else:
+            if current == head_revision(script_location):
+                return
+            if current is None and not create:
+                raise DatabaseNotFoundError(display_url(engine.url), NO_SCHEMA)
     _run(engine, lambda config: command.upgrade(config, revision), script_location)
 
 

@@ -38,11 +38,12 @@ def serve(
     port: int = 8765,
     admin: bool = False,
     tenant: str = "default",
+    create: bool = True,
 ) -> None:
     """Serve the dashboard of ``tenant`` in ``db`` (SQLite path or database URL) until
-    interrupted."""
+    interrupted. ``create=False`` serves only an existing nexus database."""
     try:
         from nexus.web.server import serve as run
     except ImportError as exc:
         raise NexusConfigError(_MISSING) from exc
-    run(db, host=host, port=port, admin=admin, tenant=tenant)
+    run(db, host=host, port=port, admin=admin, tenant=tenant, create=create)

@@ -37,10 +37,12 @@ def serve(
     port: int = 8765,
     admin: bool = False,
     tenant: str = "default",
+    create: bool = True,
 ) -> None:
     """Run the dashboard of ``tenant`` on ``db`` (a SQLite path or a database URL) until
-    interrupted."""
-    store = SQLAlchemyMetadataStore(db, tenant_id=tenant)
+    interrupted. ``create=False``: only an existing nexus database (the store's
+    ``create``)."""
+    store = SQLAlchemyMetadataStore(db, tenant_id=tenant, create=create)
     try:
         DashboardServer(build_app(store, admin=admin), host=host, port=port).run()
     finally:

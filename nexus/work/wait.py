@@ -21,6 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from nexus.storage.engine import connection_error, sqlite_file_uri
+
 NOTIFY_CHANNEL = "nexus_work_ready"
 MAX_SLICE = 1.0
 MIN_SLEEP = 0.005
@@ -85,8 +87,17 @@ class ReadyWaiter:
 
     def _wait_sqlite(self, deadline: float) -> bool:
         if self._conn is None:
-            database = self._url.database or ":memory:"
-            self._conn = sqlite3.connect(database, check_same_thread=False)
+            if self._url.database in (None, "", ":memory:"):
+                self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+            else:
+                # The store has the file open already; a file gone since is an error here,
+                # not a new empty database.
+                try:
+                    self._conn = sqlite3.connect(
+                        sqlite_file_uri(self._url), uri=True, check_same_thread=False
+                    )
+                except sqlite3.Error as exc:
+                    raise connection_error(exc, self._url) from exc
         last_version = None
         last_check = 0.0
         sleep = MIN_SLEEP

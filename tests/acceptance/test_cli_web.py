@@ -30,9 +30,17 @@ def test_web_passes_its_options_to_serve(monkeypatch: pytest.MonkeyPatch, db_url
     calls: list[dict[str, Any]] = []
 
     def serve(
-        db: str, host: str = "", port: int = 0, admin: bool = False, tenant: str = ""
+        db: str,
+        host: str = "",
+        port: int = 0,
+        admin: bool = False,
+        tenant: str = "",
+        create: bool = True,
     ) -> None:
-        calls.append({"db": db, "host": host, "port": port, "admin": admin, "tenant": tenant})
+        calls.append(
+            {"db": db, "host": host, "port": port, "admin": admin, "tenant": tenant}
+            | {"create": create}
+        )
 
     monkeypatch.setattr(nexus.web, "serve", serve)
     runner = CliRunner()
@@ -43,8 +51,11 @@ def test_web_passes_its_options_to_serve(monkeypatch: pytest.MonkeyPatch, db_url
     )
     assert result.exit_code == 0, result.output
     assert calls == [
-        {"db": db_url, "host": "127.0.0.1", "port": 8765, "admin": False, "tenant": "default"},
-        {"db": db_url, "host": "0.0.0.0", "port": 9, "admin": True, "tenant": "t1"},
+        # The dashboard only reads (and --admin changes existing items): it creates nothing.
+        {"db": db_url, "host": "127.0.0.1", "port": 8765, "admin": False, "tenant": "default",
+         "create": False},
+        {"db": db_url, "host": "0.0.0.0", "port": 9, "admin": True, "tenant": "t1",
+         "create": False},
     ]
     assert runner.invoke(cli, ["web", "--db", db_url, "--port", "0"]).exit_code == 2
 

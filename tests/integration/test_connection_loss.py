@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from nexus.errors import NexusDatabaseError
+from nexus.errors import NexusConnectionError, NexusDatabaseError
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.work import RetryPolicy, Worker, WorkQueue
 
@@ -131,8 +131,13 @@ def test_a_server_that_cannot_be_reached_is_a_typed_error_for_driver_level_calls
         create_engine("postgresql+psycopg://postgres@127.0.0.1:9/nowhere?connect_timeout=2")
     )
     try:
-        with pytest.raises(NexusDatabaseError) as caught:
+        with pytest.raises(NexusConnectionError) as caught:
             database.transaction(lambda cursor: cursor.execute("SELECT 1"))
+        assert isinstance(caught.value, NexusDatabaseError)  # what Worker's retries catch
+        assert str(caught.value) == (
+            "cannot connect to postgresql+psycopg://postgres@127.0.0.1:9/nowhere?connect_timeout=2:"
+            " connection refused: no server is accepting connections on 127.0.0.1:9"
+        )
         assert caught.value.__cause__ is not None
     finally:
         database.close()

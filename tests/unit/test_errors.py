@@ -8,6 +8,7 @@ import pytest
 
 import nexus
 from nexus.errors import (
+    DatabaseNotFoundError,
     DependencyCycleError,
     InvalidArgumentError,
     InvalidMetadataError,
@@ -15,6 +16,7 @@ from nexus.errors import (
     LeaseLostError,
     MigrationError,
     NexusConfigError,
+    NexusConnectionError,
     NexusDatabaseError,
     NexusError,
     NexusFileNotFoundError,
@@ -37,6 +39,8 @@ from nexus.errors import (
         (WorkItemNotFoundError, LookupError),
         (NexusDatabaseError, NexusError),
         (MigrationError, NexusDatabaseError),
+        (NexusConnectionError, NexusDatabaseError),
+        (DatabaseNotFoundError, NexusConnectionError),
         (ReadOnlyDatabaseError, NexusDatabaseError),
         (ReadOnlyMigrationError, MigrationError),
         (ReadOnlyMigrationError, ReadOnlyDatabaseError),
@@ -61,6 +65,8 @@ def test_every_error_is_exported_from_the_package() -> None:
         DependencyCycleError,
         NexusFileNotFoundError,
         NexusDatabaseError,
+        NexusConnectionError,
+        DatabaseNotFoundError,
         MigrationError,
         ReadOnlyDatabaseError,
         ReadOnlyMigrationError,
@@ -145,3 +151,12 @@ def test_lease_lost_error_says_what_became_of_the_item() -> None:
     done = LeaseLostError("/a", "t", "completed")
     assert (done.path, done.lease_token, done.status) == ("/a", "t", "completed")
     assert str(done) == "lease 't' on '/a' is no longer held (the item is completed now)"
+
+
+def test_connection_errors_carry_the_database_and_the_reason() -> None:
+    error = NexusConnectionError("postgresql+psycopg://u:***@h/db", "host 'h' not found")
+    assert (error.url, error.reason) == ("postgresql+psycopg://u:***@h/db", "host 'h' not found")
+    assert str(error) == "cannot connect to postgresql+psycopg://u:***@h/db: host 'h' not found"
+    missing = DatabaseNotFoundError("/data/typo.db", "no such file")
+    assert str(missing) == "no nexus database at /data/typo.db: no such file"
+    assert not isinstance(missing, MigrationError)
