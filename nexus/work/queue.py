@@ -901,19 +901,25 @@ class WorkQueue:
         params.update(now=now, tenant=self.tenant_id)
 
         def work(cur: Any) -> list[str]:
-            cur.execute(self._sql(COMPLETE), params)
-            done = cur.fetchall()
-            if len(done) != len(leases):
-                self._raise_not_held(cur, leases, {row[0] for row in done})
-            if not self.db.is_postgresql:
+            if self.db.is_postgresql:
+                cur.execute(self._sql(COMPLETE), params)
+                done = cur.fetchall()
+                if len(done) != len(leases):
+                    self._raise_not_held(cur, leases, {row[0] for row in done})
+                mark = done[0][2]
+            else:
+                # History first: the rows say which leases are held, and the id of the last
+                # marks where the promotions of the completion below start.
+                cur.execute(self._record_completions, params)
+                logged = cur.fetchall()
+                if len(logged) != len(leases):
+                    self._raise_not_held(cur, leases, {row[1] for row in logged})
+                mark = max(row[0] for row in logged)
                 cur.execute(
-                    self._record_completions,
-                    {
-                        "tenant": self.tenant_id,
-                        "now": now,
-                        "ids": json.dumps([row[0] for row in done]),
-                    },
+                    self._sql(COMPLETE),
+                    {"now": now, "ids": json.dumps([row[1] for row in logged])},
                 )
+                done = cur.fetchall()
             if results:
                 ids = {
                     ref: ref if is_path_id(ref) else self._path_id(cur, ref) for ref, _ in results
@@ -921,12 +927,9 @@ class WorkQueue:
                 self.store.write_metadata_driver(
                     cur, [(str(ids[ref]), "result", value) for ref, value in results]
                 )
-            parents = [row[0] for row in done if row[4]]
-            if not parents:
+            if not any(row[1] for row in done):
                 return []
-            cur.execute(
-                self._sql(PROMOTED), {"tenant": self.tenant_id, "ids": self._array(parents)}
-            )
+            cur.execute(self._sql(PROMOTED), {"mark": mark})
             return [row[1] for row in cur.fetchall()]
 
         return work
