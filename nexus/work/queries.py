@@ -586,6 +586,34 @@ INSERT_ITEMS = Query(
         AS u(path_id, status, priority, tags, max_attempts, run_after)""",
 )
 
+#: Namespace of the advisory locks on idempotency keys (PostgreSQL), and their buckets.
+KEY_LOCK_NS = 7_400_003
+KEY_LOCK_BUCKETS = 512
+
+LOCK_KEYS = Query(
+    "lock_keys",
+    "Serialise enqueues using the same idempotency keys until commit (PostgreSQL).",
+    None,
+    f"""SELECT pg_advisory_xact_lock({KEY_LOCK_NS}, h) FROM (
+        SELECT DISTINCT abs(hashtext(k) %% {KEY_LOCK_BUCKETS}) AS h
+        FROM unnest(%(keys)s::text[]) AS k ORDER BY 1) AS locks""",
+)
+
+LIVE_REFS = Query(
+    "live_refs",
+    "The dependency references that name a live path of the tenant (virtual path or path_id).",
+    """SELECT j.value FROM json_each(:refs) j
+    WHERE EXISTS (SELECT 1 FROM file_paths p WHERE p.tenant_id = :tenant
+                  AND p.virtual_path = j.value AND p.deleted_at IS NULL)
+       OR EXISTS (SELECT 1 FROM file_paths p WHERE p.path_id = j.value
+                  AND p.tenant_id = :tenant AND p.deleted_at IS NULL)""",
+    """SELECT r FROM unnest(%(refs)s::text[]) AS r
+    WHERE EXISTS (SELECT 1 FROM file_paths p WHERE p.tenant_id = %(tenant)s
+                  AND p.virtual_path = r AND p.deleted_at IS NULL)
+       OR EXISTS (SELECT 1 FROM file_paths p WHERE p.path_id = r
+                  AND p.tenant_id = %(tenant)s AND p.deleted_at IS NULL)""",
+)
+
 SET_QUEUE_COLUMNS = Query(
     "set_queue_columns",
     "Queue-owned settings of a freshly enqueued item (max_attempts, run_after).",
@@ -712,6 +740,8 @@ QUERIES: dict[str, Query] = {
         TARGET_BY_ID,
         TARGET_BY_PATH,
         SET_QUEUE_COLUMNS,
+        LOCK_KEYS,
+        LIVE_REFS,
         EVENT_COUNTS,
         EVENTS_HOURLY,
         OLDEST_READY,
