@@ -54,6 +54,9 @@ WORK_ITEM_KEYS = (
     "finished_at",
 )
 
+# What enqueue did besides the item: whether it made it, which dependencies name no path.
+ENQUEUE_KEYS = (*WORK_ITEM_KEYS, "created", "missing_dependencies")
+
 BLOCKER_KEYS = ("path", "path_id", "status", "why", "depth", "blocks")
 HISTORY_KEYS = ("event", "at", "worker_id", "detail")
 # ready_now / waiting_on_dependencies name what ready / blocked (their older names) count.
@@ -97,7 +100,7 @@ DOCUMENT_KEYS: dict[str, tuple[str, ...]] = {
     "meta set": ("path", "key", "value"),
     "meta rm": ("path", "key", "removed"),
     **{f"work {name}": PAGE for name in VIEWS},
-    "work enqueue": WORK_ITEM_KEYS,
+    "work enqueue": ENQUEUE_KEYS,
     "work show": (*WORK_ITEM_KEYS, "metadata"),
     "work claim": PAGE,
     "work complete": ("path", "status", "promoted"),

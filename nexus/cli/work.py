@@ -32,6 +32,7 @@ from nexus.cli.common import (
 )
 from nexus.cli.keys import (
     BLOCKER_KEYS,
+    ENQUEUE_KEYS,
     HISTORY_KEYS,
     STATS_KEYS,
     VIEW_KEYS,
@@ -201,9 +202,10 @@ def enqueue(
     idempotency_key: str | None,
     as_json: bool,
 ) -> None:
-    """Make PATH a work item (creating the path if needed); an existing item is unchanged."""
+    """Make PATH a work item (creating the path if needed); an existing item is unchanged.
+    Warns on stderr of each dependency that names no path (it is kept: it blocks)."""
     with open_queue(db, create=True) as queue:
-        created = queue.enqueue(
+        enqueued = queue.enqueue(
             path,
             priority=priority,
             depends_on=list(depends_on) or None,
@@ -214,9 +216,25 @@ def enqueue(
             idempotency_key=idempotency_key,
         )
         # Read it back: a new item's blocker_count and created_at are the database's.
-        item = _item(queue.get_work_item(created["path_id"]) or created)
-    text = f"{item['virtual_path']} {item['status']} blockers={item['blocker_count']}"
-    emit(item, as_json, text)
+        found = queue.get_work_item(enqueued["path_id"]) or enqueued
+    document = pick(
+        {
+            **found,
+            "created": enqueued["created"],
+            "missing_dependencies": enqueued["missing_dependencies"],
+        },
+        ENQUEUE_KEYS,
+    )
+    for ref in enqueued["missing_dependencies"]:
+        click.echo(
+            f"warning: {document['virtual_path']} depends on {ref}, which does not exist;"
+            " it waits until a path of that name is enqueued and completed",
+            err=True,
+        )
+    state = f"{document['status']} blockers={document['blocker_count']}"
+    if not enqueued["created"]:
+        state = f"exists, unchanged: {state}"
+    emit(document, as_json, f"{document['virtual_path']} {state}")
 
 
 @work.command()

@@ -481,13 +481,18 @@ class SQLAlchemyMetadataStore:
         """Bring soft-deleted paths back as new, empty files; returns their path_ids."""
         revived: builtins.list[str] = []
         for start in range(0, len(paths), CHUNK):
+            # Locked (PostgreSQL): a concurrent writer reviving the same path waits, then no
+            # longer finds it deleted, instead of reviving it a second time.
             revived += (
                 conn.execute(
-                    sa.select(file_paths.c.path_id).where(
+                    sa.select(file_paths.c.path_id)
+                    .where(
                         file_paths.c.tenant_id == self.tenant_id,
                         file_paths.c.virtual_path.in_(paths[start : start + CHUNK]),
                         file_paths.c.deleted_at.is_not(None),
                     )
+                    .order_by(file_paths.c.path_id)
+                    .with_for_update()
                 )
                 .scalars()
                 .all()
@@ -590,7 +595,10 @@ class SQLAlchemyMetadataStore:
         """Create missing paths and revive soft-deleted ones (empty).
 
         Returns path -> path_id, and the path_ids that are blank: created or revived here, so
-        they carry no metadata yet. Only paths that already existed are looked up.
+        they carry no metadata yet. Only paths that already existed are looked up, and they
+        stay locked until the transaction ends (PostgreSQL): a concurrent transaction creating
+        the same paths waits for this one, so what it reads next (is the path a work item
+        already?) includes what this one wrote.
         """
         found: dict[str, str] = {}
         stamp = self.database.timestamp(now)
@@ -612,10 +620,13 @@ class SQLAlchemyMetadataStore:
             blank.update(self._revive_deleted(conn, existed, now))
             for start in range(0, len(existed), CHUNK):
                 for path_id, path in conn.execute(
-                    sa.select(file_paths.c.path_id, file_paths.c.virtual_path).where(
+                    sa.select(file_paths.c.path_id, file_paths.c.virtual_path)
+                    .where(
                         file_paths.c.tenant_id == self.tenant_id,
                         file_paths.c.virtual_path.in_(existed[start : start + CHUNK]),
                     )
+                    .order_by(file_paths.c.virtual_path)
+                    .with_for_update()
                 ):
                     found[path] = path_id
         return found, blank

@@ -5,8 +5,8 @@
 imports ``nexus.storage``; the storage layer never imports this one.
 """
 
-from nexus.work.queue import WorkItem, WorkQueue
+from nexus.work.queue import EnqueuedItem, WorkItem, WorkQueue
 from nexus.work.retry import RetryPolicy
 from nexus.work.worker import Worker, WorkerStats
 
-__all__ = ["RetryPolicy", "WorkItem", "WorkQueue", "Worker", "WorkerStats"]
+__all__ = ["EnqueuedItem", "RetryPolicy", "WorkItem", "WorkQueue", "Worker", "WorkerStats"]

@@ -153,15 +153,19 @@ _PG_HAS_DEPENDENTS = """EXISTS (
           AND d.depends_on_ref IN (w.path_id,
               (SELECT p.virtual_path FROM file_paths p WHERE p.path_id = w.path_id)))"""
 
+# The 'promoted' history rows a completion's rules write come after its own 'completed'
+# rows (SQLite: the completed rows are written first; PostgreSQL: the triggers fire at the end
+# of the statement that wrote them), so the id of its last 'completed' row marks where this
+# transaction's promotions start.
 COMPLETE = Query(
     "complete",
-    "Complete every held lease of the batch, or none if any is not held (fenced by token).",
+    "Complete every held lease of the batch, or none if any is not held (fenced by token);"
+    " SQLite: the items RECORD_COMPLETIONS found held.",
     f"""
     UPDATE work_items SET status = 'completed', lease_token = NULL, lease_expires_at = NULL,
         finished_at = :now
-    WHERE path_id IN ({_SQLITE_HELD})
-    RETURNING path_id, worker_id, attempts, started_at,
-        {_SQLITE_HAS_DEPENDENTS} AS has_dependents""",
+    WHERE path_id IN (SELECT value FROM json_each(:ids))
+    RETURNING path_id, {_SQLITE_HAS_DEPENDENTS} AS has_dependents""",
     f"""
     WITH held AS MATERIALIZED ({_PG_HELD}
     ), done AS (
@@ -177,40 +181,27 @@ COMPLETE = Query(
                jsonb_build_object('attempt', attempts,
                                   'run_seconds', extract(epoch FROM %(now)s - started_at))
         FROM done
+        RETURNING id
     )
-    SELECT * FROM done""",
+    SELECT d.path_id, d.has_dependents, (SELECT max(id) FROM logged) FROM done d""",
 )
 
 PROMOTED = Query(
     "promoted",
-    "Dependents of just-completed items that the database promoted to ready.",
+    "The items this transaction promoted since history row :mark (its last 'completed' row).",
     """
-    SELECT DISTINCT w.path_id, p.virtual_path
-    FROM work_dependencies d
-    JOIN work_items w ON w.path_id = d.path_id
-    JOIN file_paths p ON p.path_id = w.path_id
-    WHERE d.tenant_id = :tenant
-      AND d.depends_on_ref IN (
-          SELECT j.value FROM json_each(:ids) j
-          UNION ALL
-          SELECT p2.virtual_path FROM file_paths p2
-          WHERE p2.path_id IN (SELECT j.value FROM json_each(:ids) j))
-      AND w.status = 'ready'
-      AND (SELECT h.event FROM work_history h WHERE h.path_id = w.path_id
-           ORDER BY h.id DESC LIMIT 1) = 'promoted'
+    SELECT DISTINCT h.path_id, p.virtual_path
+    FROM work_history h JOIN file_paths p ON p.path_id = h.path_id
+    WHERE h.id > :mark AND h.event = 'promoted'
     ORDER BY p.virtual_path""",
+    # A writer of SQLite holds the write lock for the whole transaction, so every row after
+    # the mark is its own. PostgreSQL numbers the rows of concurrent transactions from the same
+    # sequence: only the rows this transaction wrote count (their xmin is its id; the queue's
+    # transactions open no savepoint, whose rows would carry a subtransaction's id).
     """
-    SELECT DISTINCT w.path_id, p.virtual_path
-    FROM work_dependencies d
-    JOIN work_items w ON w.path_id = d.path_id
-    JOIN file_paths p ON p.path_id = w.path_id
-    WHERE d.tenant_id = %(tenant)s
-      AND d.depends_on_ref = ANY (
-          %(ids)s::text[] || ARRAY(SELECT p2.virtual_path FROM file_paths p2
-                                   WHERE p2.path_id = ANY (%(ids)s::text[])))
-      AND w.status = 'ready'
-      AND (SELECT h.event FROM work_history h WHERE h.path_id = w.path_id
-           ORDER BY h.id DESC LIMIT 1) = 'promoted'
+    SELECT DISTINCT h.path_id, p.virtual_path
+    FROM work_history h JOIN file_paths p ON p.path_id = h.path_id
+    WHERE h.id > %(mark)s AND h.event = 'promoted' AND h.xmin = pg_current_xact_id()::xid
     ORDER BY p.virtual_path""",
 )
 
@@ -230,13 +221,15 @@ RECORD_CLAIMS = Query(
 
 RECORD_COMPLETIONS = Query(
     "record_completions",
-    "History rows of the items a completion just finished (SQLite).",
-    """
+    "History rows of the held leases of a completion, before COMPLETE finishes them"
+    " (SQLite): one row per lease held, so a shorter result means a lease is not held.",
+    f"""
     INSERT INTO work_history (path_id, tenant_id, event, at, worker_id, detail)
     SELECT w.path_id, :tenant, 'completed', :now, w.worker_id,
            json_object('attempt', w.attempts, 'run_seconds',
                        round((julianday(:now) - julianday(w.started_at)) * 86400.0, 3))
-    FROM work_items w WHERE w.path_id IN (SELECT value FROM json_each(:ids))""",
+    FROM work_items w WHERE w.path_id IN ({_SQLITE_HELD})
+    RETURNING id, path_id""",
     None,
 )
 
@@ -603,6 +596,34 @@ INSERT_ITEMS = Query(
         AS u(path_id, status, priority, tags, max_attempts, run_after)""",
 )
 
+#: Namespace of the advisory locks on idempotency keys (PostgreSQL), and their buckets.
+KEY_LOCK_NS = 7_400_003
+KEY_LOCK_BUCKETS = 512
+
+LOCK_KEYS = Query(
+    "lock_keys",
+    "Serialise enqueues using the same idempotency keys until commit (PostgreSQL).",
+    None,
+    f"""SELECT pg_advisory_xact_lock({KEY_LOCK_NS}, h) FROM (
+        SELECT DISTINCT abs(hashtext(k) %% {KEY_LOCK_BUCKETS}) AS h
+        FROM unnest(%(keys)s::text[]) AS k ORDER BY 1) AS locks""",
+)
+
+LIVE_REFS = Query(
+    "live_refs",
+    "The dependency references that name a live path of the tenant (virtual path or path_id).",
+    """SELECT j.value FROM json_each(:refs) j
+    WHERE EXISTS (SELECT 1 FROM file_paths p WHERE p.tenant_id = :tenant
+                  AND p.virtual_path = j.value AND p.deleted_at IS NULL)
+       OR EXISTS (SELECT 1 FROM file_paths p WHERE p.path_id = j.value
+                  AND p.tenant_id = :tenant AND p.deleted_at IS NULL)""",
+    """SELECT r FROM unnest(%(refs)s::text[]) AS r
+    WHERE EXISTS (SELECT 1 FROM file_paths p WHERE p.tenant_id = %(tenant)s
+                  AND p.virtual_path = r AND p.deleted_at IS NULL)
+       OR EXISTS (SELECT 1 FROM file_paths p WHERE p.path_id = r
+                  AND p.tenant_id = %(tenant)s AND p.deleted_at IS NULL)""",
+)
+
 SET_QUEUE_COLUMNS = Query(
     "set_queue_columns",
     "Queue-owned settings of a freshly enqueued item (max_attempts, run_after).",
@@ -730,6 +751,8 @@ QUERIES: dict[str, Query] = {
         TARGET_BY_ID,
         TARGET_BY_PATH,
         SET_QUEUE_COLUMNS,
+        LOCK_KEYS,
+        LIVE_REFS,
         EVENT_COUNTS,
         EVENTS_HOURLY,
         OLDEST_READY,

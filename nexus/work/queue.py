@@ -83,7 +83,9 @@ from nexus.work.queries import (
     ITEM_BY_ID,
     ITEM_BY_PATH,
     ITEMS_BY_IDS,
+    LIVE_REFS,
     LOCK_HELD,
+    LOCK_KEYS,
     OLDEST_READY,
     PATH_ID_BY_ID,
     PATH_ID_BY_PATH,
@@ -161,6 +163,23 @@ class WorkItem(TypedDict):
     last_error: str | None
     created_at: datetime | None
     finished_at: datetime | None
+
+
+class EnqueuedItem(WorkItem):
+    """What :meth:`WorkQueue.enqueue` and :meth:`WorkQueue.enqueue_many` return: the item,
+    plus what the call did.
+
+    ``created`` is True when this call made the item; False when the path already was a work
+    item, or the ``idempotency_key`` already named one, or an earlier entry of the same batch
+    named the same path or key: that item is returned as it is, and the call's other fields
+    are not applied. ``missing_dependencies`` lists the references of the item's
+    ``depends_on`` (as written) that name no live path of the tenant when the call commits:
+    such a dependency is kept, and blocks the item until a path of that name is enqueued and
+    completed.
+    """
+
+    created: bool
+    missing_dependencies: list[str]
 
 
 def _check_token(lease_token: Any) -> str:
@@ -308,11 +327,13 @@ class WorkQueue:
         run_after: datetime | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         idempotency_key: str | None = None,
-    ) -> WorkItem:
+    ) -> EnqueuedItem:
         """Make ``path`` a work item (creating the path if absent).
 
         Enqueuing a path that is already a work item, or an ``idempotency_key`` already
-        used, is a no-op that returns the existing item.
+        used, is a no-op that returns the existing item (``created`` False). Dependencies
+        on paths that do not exist are kept (they block) and listed in
+        ``missing_dependencies``.
         """
         return self.enqueue_many(
             [
@@ -356,30 +377,42 @@ class WorkQueue:
             "idempotency_key": key,
         }
 
-    def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[WorkItem]:
+    def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[EnqueuedItem]:
         """Enqueue a batch (a whole DAG: nodes and ``depends_on`` edges) in one transaction.
 
-        Returns one item per input, in order. Everything is validated before anything is
-        written; a dependency cycle anywhere — inside the batch or through items already
-        stored — rejects the whole batch.
+        Returns one item per input, in order, each with ``created`` and
+        ``missing_dependencies`` (see :class:`EnqueuedItem`); an entry naming the path or
+        the idempotency key of an earlier entry of the batch gets that item, not created.
+        Everything is validated before anything is written; a dependency cycle anywhere —
+        inside the batch or through items already stored — rejects the whole batch.
         """
         specs = [self._validate_spec(item) for item in validate_batch("items", items)]
         if not specs:
             return []
         return self.store.write(lambda conn: self._enqueue(conn, specs))
 
-    def _enqueue(self, conn: Connection, specs: list[dict[str, Any]]) -> list[WorkItem]:
+    def _enqueue(self, conn: Connection, specs: list[dict[str, Any]]) -> list[EnqueuedItem]:
         store = self.store
         now = truncate_to_ms(utcnow())
         if any(s["depends_on"] is not None for s in specs):
             store.lock_dependency_writes(conn)
-        # Idempotency keys already used point at their existing items.
-        keyed = [s["idempotency_key"] for s in specs if s["idempotency_key"]]
+        # Idempotency keys already used point at their existing items. A concurrent
+        # transaction using one of the keys waits here until the other commits, and then
+        # finds its key (PostgreSQL; SQLite writers are serialised anyway).
+        keyed = list(dict.fromkeys(s["idempotency_key"] for s in specs if s["idempotency_key"]))
+        if keyed:
+            self._lock_keys(conn, keyed)
         known_keys = self._known_keys(conn, keyed) if keyed else {}
         fresh: dict[str, dict[str, Any]] = {}
+        first_of_key: dict[str, str] = {}
         for spec in specs:
-            if spec["idempotency_key"] not in known_keys:
-                fresh.setdefault(spec["path"], spec)
+            key = spec["idempotency_key"]
+            if key in known_keys:
+                continue
+            if key is not None:
+                # A key used twice in the batch names the first entry's item.
+                spec["path"] = first_of_key.setdefault(key, spec["path"])
+            fresh.setdefault(spec["path"], spec)
         path_ids, blank = store.ensure_paths(conn, list(fresh), now)
         existing = self._work_rows(conn, [path_ids[p] for p in fresh if path_ids[p] not in blank])
         new = {p: s for p, s in fresh.items() if path_ids[p] not in existing}
@@ -405,7 +438,48 @@ class WorkQueue:
             if row is None:  # pragma: no cover - the path was just found or made
                 raise WorkItemNotFoundError(path)
             results[path] = self._item(row)
-        return [results[known_keys.get(s["idempotency_key"], s["path"])] for s in specs]
+        missing = self._missing_refs(conn, results.values(), path_ids)
+        enqueued: list[EnqueuedItem] = []
+        reported: set[str] = set()
+        for spec in specs:
+            path = known_keys.get(spec["idempotency_key"], spec["path"])
+            item = results[path]
+            enqueued.append(
+                {
+                    **item,
+                    "created": path in new and path not in reported,
+                    "missing_dependencies": [
+                        ref for ref in dependency_refs(item["depends_on"]) if ref in missing
+                    ],
+                }
+            )
+            reported.add(path)
+        return enqueued
+
+    def _lock_keys(self, conn: Connection, keys: list[str]) -> None:
+        """PostgreSQL: serialise the transactions using the same idempotency keys (advisory
+        locks, hashed into buckets like the dependency locks, taken in bucket order)."""
+        if self.db.is_postgresql:
+            conn.exec_driver_sql(self._sql(LOCK_KEYS), {"keys": keys})
+
+    def _missing_refs(
+        self, conn: Connection, items: Iterable[WorkItem], path_ids: Mapping[str, str]
+    ) -> set[str]:
+        """The dependency references of ``items`` that name no live path of the tenant
+        (references to the batch's own paths are known to be live)."""
+        live = set(path_ids) | set(path_ids.values())
+        refs = {
+            ref
+            for item in items
+            for ref in dependency_refs(item["depends_on"])
+            if ref not in live
+        }
+        if not refs:
+            return set()
+        found = conn.exec_driver_sql(
+            self._sql(LIVE_REFS), {"refs": self._array(sorted(refs)), "tenant": self.tenant_id}
+        ).scalars()
+        return refs - set(found)
 
     @staticmethod
     def _work_rows(conn: Connection, path_ids: list[str]) -> set[str]:
@@ -923,19 +997,25 @@ class WorkQueue:
         params.update(now=now, tenant=self.tenant_id)
 
         def work(cur: Any) -> list[str]:
-            cur.execute(self._sql(COMPLETE), params)
-            done = cur.fetchall()
-            if len(done) != len(leases):
-                self._raise_not_held(cur, leases, {row[0] for row in done}, operation)
-            if not self.db.is_postgresql:
+            if self.db.is_postgresql:
+                cur.execute(self._sql(COMPLETE), params)
+                done = cur.fetchall()
+                if len(done) != len(leases):
+                    self._raise_not_held(cur, leases, {row[0] for row in done}, operation)
+                mark = done[0][2]
+            else:
+                # History first: the rows say which leases are held, and the id of the last
+                # marks where the promotions of the completion below start.
+                cur.execute(self._record_completions, params)
+                logged = cur.fetchall()
+                if len(logged) != len(leases):
+                    self._raise_not_held(cur, leases, {row[1] for row in logged}, operation)
+                mark = max(row[0] for row in logged)
                 cur.execute(
-                    self._record_completions,
-                    {
-                        "tenant": self.tenant_id,
-                        "now": now,
-                        "ids": json.dumps([row[0] for row in done]),
-                    },
+                    self._sql(COMPLETE),
+                    {"now": now, "ids": json.dumps([row[1] for row in logged])},
                 )
+                done = cur.fetchall()
             if results:
                 ids = {
                     ref: ref if is_path_id(ref) else self._path_id(cur, ref) for ref, _ in results
@@ -943,12 +1023,9 @@ class WorkQueue:
                 self.store.write_metadata_driver(
                     cur, [(str(ids[ref]), "result", value) for ref, value in results]
                 )
-            parents = [row[0] for row in done if row[4]]
-            if not parents:
+            if not any(row[1] for row in done):
                 return []
-            cur.execute(
-                self._sql(PROMOTED), {"tenant": self.tenant_id, "ids": self._array(parents)}
-            )
+            cur.execute(self._sql(PROMOTED), {"mark": mark})
             return [row[1] for row in cur.fetchall()]
 
         return work

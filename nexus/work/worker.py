@@ -66,6 +66,8 @@ class WorkerStats:
     completed: int = 0
     failed: int = 0
     lost: int = 0
+    #: Dependents the worker's completions promoted to ready.
+    promoted: int = 0
 
 
 class Worker:
@@ -199,9 +201,10 @@ class Worker:
         """Complete ``done`` (item, result) pairs and claim up to ``want`` new items."""
         completions = [(item["path_id"], str(item["lease_token"]), result) for item, result in done]
         claimed: list[WorkItem] = []
+        promoted: list[str] = []
         try:
             if want:
-                _, claimed = self._retrying(
+                promoted, claimed = self._retrying(
                     lambda: self.queue.complete_and_claim(
                         completions,
                         self.worker_id,
@@ -212,8 +215,9 @@ class Worker:
                     )
                 )
             elif completions:
-                self._retrying(lambda: self.queue.complete_work_many(completions))
+                promoted = self._retrying(lambda: self.queue.complete_work_many(completions))
             self.stats.completed += len(done)
+            self.stats.promoted += len(promoted)
         except NOT_HELD:
             # All or nothing: one lost item refused the batch; settle the items one by one.
             for item, result in done:
@@ -269,8 +273,9 @@ class Worker:
     def _complete_one(self, item: WorkItem, result: Any) -> None:
         path, token = item["virtual_path"], str(item["lease_token"])
         try:
-            self._retrying(lambda: self.queue.complete_work(path, token, result=result))
+            promoted = self._retrying(lambda: self.queue.complete_work(path, token, result=result))
             self.stats.completed += 1
+            self.stats.promoted += len(promoted)
         except NOT_HELD:
             log.warning("worker %s: lost the lease on %s", self.worker_id, path)
             self.stats.lost += 1

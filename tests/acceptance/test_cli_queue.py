@@ -193,6 +193,35 @@ def test_enqueue_options(db_url: str) -> None:
     assert run_json(db_url, "work", "stats")["ready"] == 0
 
 
+def test_enqueue_warns_of_each_missing_dependency(db_url: str) -> None:
+    """A typo in --depends-on is kept (it blocks) but named on stderr, and in --json."""
+    run(db_url, "work", "enqueue", "/m/there")
+    args = ["work", "enqueue", "/m/c1", "--depends-on", "/m/c2", "--depends-on", "/m/there"]
+    result = invoke(db_url, *args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "/m/c1 ready blockers=2\n"
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith("warning: /m/c1 depends on /m/c2, which does not exist")
+    result = invoke(db_url, *args, "--json")
+    document = json.loads(result.stdout)
+    assert document["missing_dependencies"] == ["/m/c2"]
+    assert "/m/c2" in result.stderr
+    assert run_json(db_url, "work", "enqueue", "/m/there")["missing_dependencies"] == []
+
+
+def test_enqueue_says_when_the_item_exists_unchanged(db_url: str) -> None:
+    first = run_json(db_url, "work", "enqueue", "/u/a", "--priority", "1")
+    assert first["created"] is True
+    out = run(db_url, "work", "enqueue", "/u/a", "--priority", "7", "--tag", "x")
+    assert out == "/u/a exists, unchanged: ready blockers=0\n"
+    again = run_json(db_url, "work", "enqueue", "/u/a", "--priority", "7")
+    assert (again["created"], again["priority"], again["tags"]) == (False, 1, None)
+    by_key = run_json(db_url, "work", "enqueue", "/u/b", "--idempotency-key", "k")
+    assert by_key["created"] is True
+    reused = run_json(db_url, "work", "enqueue", "/u/other", "--idempotency-key", "k")
+    assert (reused["virtual_path"], reused["created"]) == ("/u/b", False)
+
+
 @pytest.mark.parametrize("count", [1, 3])
 def test_stats_watch_redraws(db_url: str, count: int) -> None:
     run(db_url, "work", "enqueue", "/w/a")
