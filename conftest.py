@@ -14,8 +14,10 @@ by sybil), and prints what the docs say it prints.
 ```console blocks (a terminal session)
 
 * A block is a sequence of ``$ command`` lines, each followed by the output the docs show for
-  it (the lines up to the next ``$`` line; none: the output is not checked). A command line
-  ending in ``\`` continues on the next line. Lines before the first ``$`` are an error.
+  it (the lines up to the next ``$`` line; none: the output is not checked). A command
+  continues on the next line after a line ending in ``\`` and on lines starting with ``> ``
+  (the shell's continuation prompt, e.g. inside a multi-line quoted string). Lines before the
+  first ``$`` are an error.
 * The whole block runs in one ``bash`` (``-o pipefail``; stdin empty; stdout and stderr
   merged, as a terminal shows them), so shell variables, functions and ``cd`` carry from one
   command to the next. It runs in a fresh scratch directory that stands for a fresh checkout:
@@ -145,6 +147,7 @@ CONSOLE_COLUMNS = "100"
 # A block (setup included) that takes longer is stuck, e.g. on a command that never returns.
 CONSOLE_TIMEOUT_SECONDS = 120
 PROMPT = "$ "
+CONTINUATION = "> "
 EXPECTED_EXIT = re.compile(r"#\s*exit\s+(?P<code>\d+)\b")
 SETUP_DIRECTIVE = re.compile(r"<!--\s*console-setup:(?P<commands>.*?)-->", re.DOTALL)
 HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
@@ -212,10 +215,15 @@ def parse_console(source: str, path: str, first_line: int) -> tuple[ConsoleComma
         line = lines[index]
         command_line = first_line + index
         text = [line[len(PROMPT) :]]
-        while text[-1].endswith("\\") and index + 1 < len(lines):
-            index += 1
-            text.append(lines[index])
         index += 1
+        while index < len(lines):
+            if text[-1].endswith("\\"):
+                text.append(lines[index])
+            elif lines[index].startswith(CONTINUATION) or lines[index] == CONTINUATION.strip():
+                text.append(lines[index][len(CONTINUATION) :])
+            else:
+                break
+            index += 1
         output: list[str] = []
         while index < len(lines) and not lines[index].startswith(PROMPT):
             output.append(lines[index])
