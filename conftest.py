@@ -30,10 +30,16 @@ by sybil), and prints what the docs say it prints.
 * Each command must exit 0, or with the code its trailing comment names: ``$ nexus db check
   # exit 1``. A command that exits otherwise fails the test and stops the block.
 * The output the docs show is compared after stripping trailing spaces and trailing blank
-  lines. ``...`` matches any text, within a line or across lines (as doctest's ELLIPSIS):
-  ``at revision ...``, ``{"path_id": "...", "virtual_path": "/a.json", ...}``, or a line
-  holding only ``...`` for any number of lines. Use it for what varies from run to run (ids,
-  lease tokens, timestamps, durations, temporary paths), nothing else.
+  lines. Three kinds of value that differ on every run are compared by their shape, so the
+  docs show real-looking ones: an ISO 8601 timestamp with an offset
+  (``2026-12-01T21:26:29.822000+00:00``) matches any other, a UUID any UUID, a token of 32
+  hex digits (a lease token) any other. ``...`` matches any text, within a line or across
+  lines (as doctest's ELLIPSIS): ``"wait_seconds": ...}``, or a line holding only ``...`` for
+  any number of lines. Use it for what else varies from run to run (durations, temporary
+  paths, cursors), or to elide a long output, nothing else.
+* A failure names the Markdown file and line of the command, the command, and the diff of
+  the documented and the actual output (with the shapes above as ``<timestamp>``,
+  ``<uuid>``, ``<token>``), or its exit code and output.
 * A block that needs state first says so in an HTML comment right before it (other comments
   such as a skip directive may sit between):
   ``<!-- console-setup: nexus work enqueue /jobs/a.json -->``, or one command a line in a
@@ -378,8 +384,8 @@ def evaluate_console_example(example: Example) -> str | None:
         where = f"{parsed.path}:{command.line}: $ {command.text}"
         if 2 * index + 1 >= len(chunks):
             failures.append(
-                f"{where}\nwas not reached: the block's shell ended before it (exit "
-                f"{completed.returncode}); its last output:\n{chunks[-1]}"
+                f"{where}\nended the block's shell (exit {completed.returncode}), so the "
+                f"commands after it did not run; its output:\n{chunks[-1]}"
             )
             break
         output, code = chunks[2 * index], int(chunks[2 * index + 1])
