@@ -65,6 +65,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -297,6 +298,32 @@ class SetupCache:
 SETUP_CACHE = SetupCache()
 
 
+def _run_bash(
+    arguments: list[str], directory: Path, environment: dict[str, str]
+) -> tuple[int, str]:
+    """Runs bash with stdout and stderr merged; returns its exit code and output. A run past
+    the timeout is killed with everything it started (a server left running would otherwise
+    hold the output pipe open) and reported as exit code -9."""
+    process = subprocess.Popen(
+        ["bash", *arguments],
+        cwd=directory,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=CONSOLE_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        timed_out = f"\n[killed: still running after {CONSOLE_TIMEOUT_SECONDS} s]\n"
+        return -signal.SIGKILL, output + timed_out
+    return process.returncode, output
+
+
 def _prepare_directory(
     example: ConsoleExample, directory: Path, environment: dict[str, str]
 ) -> str | None:
@@ -308,22 +335,12 @@ def _prepare_directory(
     prepare_scratch_checkout(directory)
     if example.setup is None:
         return None
-    completed = subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", example.setup],
-        cwd=directory,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=CONSOLE_TIMEOUT_SECONDS,
-        check=False,
-    )
-    if completed.returncode != 0:
+    code, output = _run_bash(["-e", "-o", "pipefail", "-c", example.setup], directory, environment)
+    if code != 0:
         first = example.commands[0]
         return (
             f"{example.path}:{first.line}: the console-setup before this block exited "
-            f"{completed.returncode}:\n{example.setup.strip()}\n--- its output:\n{completed.stdout}"
+            f"{code}:\n{example.setup.strip()}\n--- its output:\n{output}"
         )
     SETUP_CACHE.save(example.setup, directory)
     return None
@@ -367,24 +384,16 @@ def evaluate_console_example(example: Example) -> str | None:
         if setup_failure is not None:
             return setup_failure
         marker = f"@@nexus-docs-{uuid.uuid4().hex}"
-        completed = subprocess.run(
-            ["bash", "-c", _block_script(parsed.commands, marker)],
-            cwd=directory,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=CONSOLE_TIMEOUT_SECONDS,
-            check=False,
+        shell_code, shell_output = _run_bash(
+            ["-c", _block_script(parsed.commands, marker)], directory, environment
         )
     failures: list[str] = []
-    chunks = re.split(rf"\n{re.escape(marker)} (-?\d+)\n", completed.stdout)
+    chunks = re.split(rf"\n{re.escape(marker)} (-?\d+)\n", shell_output)
     for index, command in enumerate(parsed.commands):
         where = f"{parsed.path}:{command.line}: $ {command.text}"
         if 2 * index + 1 >= len(chunks):
             failures.append(
-                f"{where}\nended the block's shell (exit {completed.returncode}), so the "
+                f"{where}\nended the block's shell (exit {shell_code}), so the "
                 f"commands after it did not run; its output:\n{chunks[-1]}"
             )
             break
@@ -410,6 +419,12 @@ def evaluate_console_example(example: Example) -> str | None:
     return "\n\n".join(failures) or None
 
 
+def _shown_path(path: str) -> str:
+    """A docs file as failures name it: relative to the project root when it is inside."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path
+
+
 class ConsoleExampleParser:
     """Yields one region per ```console block, with the console-setup comment before it."""
 
@@ -424,34 +439,36 @@ class ConsoleExampleParser:
             between = document.text[start : block.start]
             setups = list(SETUP_DIRECTIVE.finditer(between))
             is_console = block.lexemes["language"].strip() == "console"
-            _check_setup_placement(document, start, setups, is_console)
+            _check_setup_placement(document, start, block.start, setups, is_console)
             if not is_console:
                 continue
             source: Lexeme = block.lexemes["source"]
             # The line after the opening fence.
             first_line = document.text.count("\n", 0, block.start) + 2
-            commands = parse_console(str(source), document.path, first_line)
+            commands = parse_console(str(source), _shown_path(document.path), first_line)
             setup = setups[0].group("commands").strip() + "\n" if setups else None
-            example = ConsoleExample(document.path, commands, setup)
+            example = ConsoleExample(_shown_path(document.path), commands, setup)
             yield Region(block.start, block.end, example, evaluate_console_example)
-        trailing = document.text[previous_end:]
-        _check_setup_placement(
-            document, previous_end, list(SETUP_DIRECTIVE.finditer(trailing)), False
-        )
+        trailing = list(SETUP_DIRECTIVE.finditer(document.text[previous_end:]))
+        _check_setup_placement(document, previous_end, len(document.text), trailing, False)
 
 
 def _check_setup_placement(
-    document: Document, offset: int, setups: list[re.Match[str]], before_console: bool
+    document: Document,
+    offset: int,
+    end: int,
+    setups: list[re.Match[str]],
+    before_console: bool,
 ) -> None:
     """A console-setup comment prepares the ```console block right after it (only other
     comments between), one per block: anything else is a mistake in the docs, not a setup
     that silently does nothing."""
     if not setups:
         return
-    after = HTML_COMMENT.sub("", document.text[offset + setups[-1].end() :]).lstrip()
+    after = HTML_COMMENT.sub("", document.text[offset + setups[-1].end() : end])
     if len(setups) > 1:
         problem = "more than one console-setup comment before a block"
-    elif not (before_console and after.startswith(("```", "~~~"))):
+    elif not before_console or after.strip():
         problem = "a console-setup comment must come right before the ```console block it prepares"
     else:
         return

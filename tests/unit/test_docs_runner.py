@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -230,6 +231,22 @@ $ touch {tmp_path / "ran"}
     assert "$ sh -c 'echo broken; exit 2'\nexited 2, the docs expect 0" in message
     assert "# exit 2" in message
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_block_still_running_at_the_timeout_is_killed_with_its_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(RUNNER, "CONSOLE_TIMEOUT_SECONDS", 1)
+    text = """
+~~~console
+$ echo started; sleep 60 & wait
+started
+~~~
+"""
+    started = time.monotonic()
+    message = console_failure(tmp_path, text)
+    assert "[killed: still running after 1 s]" in message
+    assert time.monotonic() - started < 30
 
 
 def test_a_command_marked_to_fail_that_succeeds_fails(tmp_path: Path) -> None:
