@@ -39,9 +39,33 @@ On PostgreSQL (a throwaway ``nexus_peer_<random>`` database, dropped at the end)
   is written.
   Exactly-once = each job has one 'picked' and one 'successful' row in ``pgqueuer_log``, the
   queue table is empty and the entrypoint saw every payload once.
+* **procrastinate** (``App`` on its ``PsycopgConnector``, its defaults; schema by
+  ``schema_manager.apply_schema_async()``, as ``procrastinate schema --apply`` does):
+  enqueue-one = ``noop.configure(priority=p).defer_async(i=i)`` per item; enqueue-bulk = the
+  one ``procrastinate_defer_jobs_v1`` statement ``Task.batch_defer_async`` runs, called through
+  ``app.job_manager.batch_defer_jobs_async`` because ``batch_defer`` takes one priority per call;
+  drain = ``W`` spawned processes each running ``app.run_worker_async(wait=False)`` at its
+  defaults (concurrency 1, LISTEN/NOTIFY, finished jobs kept) with a no-op async task, until
+  the worker finds nothing to fetch. Exactly-once = every job ``succeeded`` with
+  ``attempts = 1`` and one 'started' and one 'succeeded' row in ``procrastinate_events``, and
+  the task saw every argument once.
+* **awa** (``awa-pg``, its Python SDK on its Rust engine): ``AsyncClient.migrate()`` (its own
+  migrations; on a fresh database awa 0.6.x leaves the *canonical* storage engine active --
+  the queue-storage engine is a separate, staged transition) and its defaults otherwise.
+  awa priorities are 1-4, so 0-99 map to 1 + p // 25 (the same order). enqueue-one =
+  ``client.insert(NexusPeersNoop(i=i), priority=...)`` per item; enqueue-bulk =
+  ``insert_many_copy`` (COPY; ``enqueue_many_copy`` needs the queue-storage engine), one call
+  per priority level because its priority is per call; drain = ``W`` spawned processes each
+  calling ``client.start()`` without queue configs (the registered queue with its default 10
+  workers, shown as the batch column) with a no-op async handler; as for pgqueuer, the
+  processes add up their executions in a shared counter and each calls ``client.shutdown()``
+  (which waits for in-flight handlers and writes their completions) once all items ran; the
+  drain ends when the last shutdown returns. Exactly-once = every row of ``awa.jobs``
+  ``completed`` at ``attempt = 1`` and the handler saw every argument once.
 * **bare-psycopg**: the bare loop with ``FOR UPDATE SKIP LOCKED``.
 
-The bare loops drain at batch 1 and at ``--batch``; huey dequeues one task at a time.
+The bare loops drain at batch 1 and at ``--batch``; huey and procrastinate (at its default
+concurrency) take one job at a time; awa runs at its default concurrency.
 Every step runs in spawned child processes released together by a barrier (so start-up and
 imports are not timed) and is killed after ``--timeout`` seconds. A drain's time runs from
 the barrier to the moment the last process finds the queue empty. Every drain uses the same
