@@ -829,7 +829,10 @@ def main(argv: list[str] | None = None) -> int:
             server = args.db if kind == "postgresql" and args.db != "postgresql" else None
             top = max(batches)
             log(f"e. peers (benchmarks/peers.py), batch {top}")
-            peer_rows = measure_peers(kind, server, n, workers, top, timeout=args.timeout)
+            # Only the peers this report compares with (peers.py also has procrastinate, awa).
+            peer_rows = measure_peers(
+                kind, server, n, workers, top, [PEER_NAME[kind], "bare"], args.timeout
+            )
             for b in batches:
                 wanted = []
                 if b not in (1, top):

@@ -39,9 +39,33 @@ On PostgreSQL (a throwaway ``nexus_peer_<random>`` database, dropped at the end)
   is written.
   Exactly-once = each job has one 'picked' and one 'successful' row in ``pgqueuer_log``, the
   queue table is empty and the entrypoint saw every payload once.
+* **procrastinate** (``App`` on its ``PsycopgConnector``, its defaults; schema by
+  ``schema_manager.apply_schema_async()``, as ``procrastinate schema --apply`` does):
+  enqueue-one = ``noop.configure(priority=p).defer_async(i=i)`` per item; enqueue-bulk = the
+  one ``procrastinate_defer_jobs_v1`` statement ``Task.batch_defer_async`` runs, called through
+  ``app.job_manager.batch_defer_jobs_async`` because ``batch_defer`` takes one priority per call;
+  drain = ``W`` spawned processes each running ``app.run_worker_async(wait=False)`` at its
+  defaults (concurrency 1, LISTEN/NOTIFY, finished jobs kept) with a no-op async task, until
+  the worker finds nothing to fetch. Exactly-once = every job ``succeeded`` with
+  ``attempts = 1`` and one 'started' and one 'succeeded' row in ``procrastinate_events``, and
+  the task saw every argument once.
+* **awa** (``awa-pg``, its Python SDK on its Rust engine): ``AsyncClient.migrate()`` (its own
+  migrations; on a fresh database awa 0.6.x leaves the *canonical* storage engine active --
+  the queue-storage engine is a separate, staged transition) and its defaults otherwise.
+  awa priorities are 1-4, so 0-99 map to 1 + p // 25 (the same order). enqueue-one =
+  ``client.insert(NexusPeersNoop(i=i), priority=...)`` per item; enqueue-bulk =
+  ``insert_many_copy`` (COPY; ``enqueue_many_copy`` needs the queue-storage engine), one call
+  per priority level because its priority is per call; drain = ``W`` spawned processes each
+  calling ``client.start()`` without queue configs (the registered queue with its default 10
+  workers, shown as the batch column) with a no-op async handler; as for pgqueuer, the
+  processes add up their executions in a shared counter and each calls ``client.shutdown()``
+  (which waits for in-flight handlers and writes their completions) once all items ran; the
+  drain ends when the last shutdown returns. Exactly-once = every row of ``awa.jobs``
+  ``completed`` at ``attempt = 1`` and the handler saw every argument once.
 * **bare-psycopg**: the bare loop with ``FOR UPDATE SKIP LOCKED``.
 
-The bare loops drain at batch 1 and at ``--batch``; huey dequeues one task at a time.
+The bare loops drain at batch 1 and at ``--batch``; huey and procrastinate (at its default
+concurrency) take one job at a time; awa runs at its default concurrency.
 Every step runs in spawned child processes released together by a barrier (so start-up and
 imports are not timed) and is killed after ``--timeout`` seconds. A drain's time runs from
 the barrier to the moment the last process finds the queue empty. Every drain uses the same
@@ -54,9 +78,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import multiprocessing
 import queue
 import random
@@ -73,12 +99,17 @@ from common import BenchDB, bench_database, header, log, table
 
 SPAWN = multiprocessing.get_context("spawn")
 SEED = 20240611
-PEER_GROUPS = ("huey", "pgqueuer", "bare")
+PEER_GROUPS = ("huey", "pgqueuer", "procrastinate", "awa", "bare")
 DEFAULT_TIMEOUT = 600.0
 BARRIER_TIMEOUT = 120.0  # spawning + importing pgqueuer on a loaded 2-core machine
 HUEY_QUEUE = "nexus_peers"
 HUEY_TASK = "nexus_peers_noop"
 PGQ_ENTRYPOINT = "noop"
+PROC_TASK = "nexus_peers_noop"
+PROC_QUEUE = "nexus_peers"
+AWA_QUEUE = "nexus_peers"
+AWA_PRIORITIES = 4
+AWA_DEFAULT_WORKERS = 10  # awa start() without queue configs: max_workers per queue
 
 Row = dict[str, Any]
 Params = dict[str, Any]
@@ -259,6 +290,180 @@ def _pgq_drain(p: Params, barrier: Any, shared: Any) -> Row:
     return _aio_run(_pgq_drain_async(p, barrier, shared))
 
 
+# --------------------------------------------------------------------------- procrastinate
+
+# Job ids executed in this process (the task's ``i`` argument), for the exactly-once check.
+_PROC_EXECUTED: list[int] = []
+
+
+def _procrastinate(dsn: str) -> tuple[Any, Any]:
+    """A procrastinate ``App`` on its psycopg connector (its defaults) and the no-op task."""
+    import procrastinate
+
+    # Its warning that the App lives in the __main__ module (where it cannot import tasks
+    # by path) does not apply: every process registers the task by name.
+    logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
+
+    async def run(i: int) -> None:
+        _PROC_EXECUTED.append(i)
+
+    task = app.task(name=PROC_TASK, queue=PROC_QUEUE)(run)
+    return app, task
+
+
+def _proc_jobs(task: Any, prios: list[int]) -> list[Any]:
+    """One procrastinate ``Job`` per item, each with its own priority."""
+    return [task.configure(priority=prio).make_new_job(i=i) for i, prio in enumerate(prios)]
+
+
+async def _proc_enqueue_one_async(p: Params, barrier: Any) -> Row:
+    app, task = _procrastinate(p["dsn"])
+    async with app.open_async():
+        barrier.wait()
+        start = time.perf_counter()
+        for i, prio in enumerate(p["priorities"]):
+            await task.configure(priority=prio).defer_async(i=i)
+        return {"seconds": time.perf_counter() - start}
+
+
+async def _proc_bulk(app: Any, task: Any, prios: list[int]) -> None:
+    # Task.batch_defer_async takes one configuration (so one priority) per call; this is the
+    # one-statement JobManager method it calls, given jobs with their own priorities.
+    await app.job_manager.batch_defer_jobs_async(_proc_jobs(task, prios))
+
+
+async def _proc_enqueue_bulk_async(p: Params, barrier: Any) -> Row:
+    app, task = _procrastinate(p["dsn"])
+    async with app.open_async():
+        barrier.wait()
+        start = time.perf_counter()
+        await _proc_bulk(app, task, p["priorities"])
+        return {"seconds": time.perf_counter() - start}
+
+
+async def _proc_drain_async(p: Params, barrier: Any) -> Row:
+    app, _ = _procrastinate(p["dsn"])
+    async with app.open_async():
+        barrier.wait()
+        # Its defaults (concurrency 1, LISTEN/NOTIFY, finished jobs kept); wait=False ends
+        # the worker when it finds no job to fetch.
+        await app.run_worker_async(queues=[PROC_QUEUE], wait=False, install_signal_handlers=False)
+        end = time.monotonic()
+    return {"end": end, "executed": list(_PROC_EXECUTED)}
+
+
+def _proc_enqueue_one(p: Params, barrier: Any, shared: Any) -> Row:
+    return asyncio.run(_proc_enqueue_one_async(p, barrier))
+
+
+def _proc_enqueue_bulk(p: Params, barrier: Any, shared: Any) -> Row:
+    return asyncio.run(_proc_enqueue_bulk_async(p, barrier))
+
+
+def _proc_drain(p: Params, barrier: Any, shared: Any) -> Row:
+    return asyncio.run(_proc_drain_async(p, barrier))
+
+
+# ------------------------------------------------------------------------------------- awa
+
+
+@dataclasses.dataclass
+class NexusPeersNoop:
+    """The awa job's arguments (awa derives the kind ``nexus_peers_noop`` from the name)."""
+
+    i: int
+
+
+def awa_priority(prio: int) -> int:
+    """awa accepts priorities 1-4 (1 runs first): 0-24 -> 1, ..., 75-99 -> 4."""
+    return 1 + prio * AWA_PRIORITIES // 100
+
+
+async def _awa_client(dsn: str) -> Any:
+    """An ``awa.AsyncClient`` (its default pool) with a connection open before the clock."""
+    import awa
+
+    client = awa.AsyncClient(dsn)
+    tx = await client.transaction()
+    await tx.fetch_one("SELECT 1 AS one")
+    await tx.rollback()
+    return client
+
+
+async def _awa_enqueue_one_async(p: Params, barrier: Any) -> Row:
+    client = await _awa_client(p["dsn"])
+    barrier.wait()
+    start = time.perf_counter()
+    for i, prio in enumerate(p["priorities"]):
+        await client.insert(NexusPeersNoop(i=i), queue=AWA_QUEUE, priority=awa_priority(prio))
+    seconds = time.perf_counter() - start
+    await client.close()
+    return {"seconds": seconds}
+
+
+async def _awa_bulk(client: Any, prios: list[int]) -> None:
+    # insert_many_copy is awa's bulk insert on its canonical storage (enqueue_many_copy needs
+    # the queue-storage engine); its priority is per call, so one COPY per priority level.
+    by_prio: dict[int, list[NexusPeersNoop]] = {}
+    for i, prio in enumerate(prios):
+        by_prio.setdefault(awa_priority(prio), []).append(NexusPeersNoop(i=i))
+    for prio, jobs in sorted(by_prio.items()):
+        await client.insert_many_copy(jobs, queue=AWA_QUEUE, priority=prio)
+
+
+async def _awa_enqueue_bulk_async(p: Params, barrier: Any) -> Row:
+    client = await _awa_client(p["dsn"])
+    barrier.wait()
+    start = time.perf_counter()
+    await _awa_bulk(client, p["priorities"])
+    seconds = time.perf_counter() - start
+    await client.close()
+    return {"seconds": seconds}
+
+
+async def _awa_drain_async(p: Params, barrier: Any, done: Any) -> Row:
+    client = await _awa_client(p["dsn"])
+    n = p["items"]
+    executed: list[int] = []
+
+    @client.task(NexusPeersNoop, queue=AWA_QUEUE)
+    async def noop(job: Any) -> None:
+        executed.append(job.args.i)
+
+    barrier.wait()
+    # Its defaults: start() with no queue configs runs the registered queue with 10 workers.
+    await client.start()
+    # The awa runtime never idles out; as for pgqueuer, the processes add up their executions
+    # in a shared count (every 5 ms) and each shuts its runtime down once all items ran.
+    published = 0
+    while True:
+        with done.get_lock():
+            done.value += len(executed) - published
+            total = done.value
+        published = len(executed)
+        if total >= n:
+            break
+        await asyncio.sleep(0.005)
+    # Waits for in-flight handlers and writes their completions.
+    await client.shutdown()
+    end = time.monotonic()
+    await client.close()
+    return {"end": end, "executed": executed}
+
+
+def _awa_enqueue_one(p: Params, barrier: Any, shared: Any) -> Row:
+    return asyncio.run(_awa_enqueue_one_async(p, barrier))
+
+
+def _awa_enqueue_bulk(p: Params, barrier: Any, shared: Any) -> Row:
+    return asyncio.run(_awa_enqueue_bulk_async(p, barrier))
+
+
+def _awa_drain(p: Params, barrier: Any, shared: Any) -> Row:
+    return asyncio.run(_awa_drain_async(p, barrier, shared))
+
+
 # ---------------------------------------------------------------------------- bare loops
 
 _SQLITE_CLAIM = (
@@ -380,6 +585,12 @@ CHILD_STEPS: dict[str, Callable[[Params, Any, Any], Row]] = {
     "pgqueuer/enqueue-one": _pgq_enqueue_one,
     "pgqueuer/enqueue-bulk": _pgq_enqueue_bulk,
     "pgqueuer/drain": _pgq_drain,
+    "procrastinate/enqueue-one": _proc_enqueue_one,
+    "procrastinate/enqueue-bulk": _proc_enqueue_bulk,
+    "procrastinate/drain": _proc_drain,
+    "awa/enqueue-one": _awa_enqueue_one,
+    "awa/enqueue-bulk": _awa_enqueue_bulk,
+    "awa/drain": _awa_drain,
     "bare-sqlite3/enqueue-one": _bare_sqlite_enqueue_one,
     "bare-sqlite3/enqueue-bulk": _bare_sqlite_enqueue_bulk,
     "bare-sqlite3/drain": _bare_sqlite_drain,
@@ -606,7 +817,7 @@ class BareSqlitePeer(Peer):
 
 
 class PgPeer(Peer):
-    """Shared plumbing of the two PostgreSQL systems (psycopg for the parent's queries)."""
+    """Shared plumbing of the PostgreSQL systems (psycopg for the parent's queries)."""
 
     def __init__(self, items: int, prios: list[int], dsn: str) -> None:
         super().__init__(items, prios)
@@ -681,6 +892,124 @@ class PgqueuerPeer(PgPeer):
         }
 
 
+class ProcrastinatePeer(PgPeer):
+    name = "procrastinate"
+    bulk_note = (
+        "app.job_manager.batch_defer_jobs_async: the one statement Task.batch_defer_async "
+        "runs, given jobs with their own priorities (batch_defer takes one priority per call)"
+    )
+
+    def setup(self) -> None:
+        async def install() -> None:
+            app, _ = _procrastinate(self.dsn)
+            async with app.open_async():
+                await app.schema_manager.apply_schema_async()
+
+        asyncio.run(install())
+
+    def clear(self) -> None:
+        # Events (and periodic defers) reference the jobs: a drain's check sees only its own.
+        self.sql("TRUNCATE procrastinate_jobs CASCADE")
+
+    def fill(self) -> None:
+        async def fill() -> None:
+            app, task = _procrastinate(self.dsn)
+            async with app.open_async():
+                await _proc_bulk(app, task, self.prios)
+
+        asyncio.run(fill())
+        self.sql("ANALYZE procrastinate_jobs")
+
+    def queued(self) -> int:
+        return int(self.sql("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")[0][0])
+
+    def check_drain(self, executed: list[int]) -> tuple[bool, str]:
+        total, good = self.sql(
+            """SELECT count(*), count(*) FILTER (WHERE status = 'succeeded' AND attempts = 1)
+               FROM procrastinate_jobs"""
+        )[0]
+        once = self.sql(
+            """SELECT count(*) FROM (
+                   SELECT job_id FROM procrastinate_events GROUP BY job_id
+                   HAVING count(*) FILTER (WHERE type = 'started') = 1
+                      AND count(*) FILTER (WHERE type = 'succeeded') = 1
+                      AND count(*) FILTER (WHERE type NOT IN ('deferred', 'started',
+                                                               'succeeded')) = 0) s"""
+        )[0][0]
+        ok = _ids_once(executed, self.items) and total == good == once == self.items
+        return ok, (
+            f"{len(executed)} executions, {len(set(executed))} distinct, {good}/{total} jobs "
+            f"succeeded at attempt 1, {once} with one started+succeeded event"
+        )
+
+    def notes(self) -> dict[str, str]:
+        return {
+            "procrastinate": f"{_version('procrastinate')} (psycopg {_version('psycopg')}, "
+            f"psycopg-pool {_version('psycopg-pool')}), schema_manager.apply_schema, "
+            "PsycopgConnector and worker defaults (concurrency 1, LISTEN/NOTIFY), "
+            "run_worker(wait=False); enqueue-one = configure(priority).defer_async per item"
+        }
+
+
+class AwaPeer(PgPeer):
+    name = "awa"
+    drain_batches = [AWA_DEFAULT_WORKERS]
+    bulk_note = (
+        "insert_many_copy, one COPY call per awa priority level (1-4; its priority is per call)"
+    )
+
+    def _run(self, coro: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+        async def main() -> Any:
+            client = await _awa_client(self.dsn)
+            try:
+                return await coro(client)
+            finally:
+                await client.close()
+
+        return asyncio.run(main())
+
+    def setup(self) -> None:
+        # awa's own migrations; on a fresh database 0.6.x leaves the canonical engine active.
+        self._run(lambda client: client.migrate())
+        status = json.loads(self._run(lambda client: client.storage_status()))
+        self.engine = str(status.get("active_engine") or status.get("current_engine"))
+
+    def clear(self) -> None:
+        # What awa's own benchmark (awa-python/scripts/benchmark_runtime.py) resets.
+        self.sql(
+            "TRUNCATE awa.jobs_hot, awa.scheduled_jobs, awa.queue_meta, awa.job_unique_claims "
+            "RESTART IDENTITY CASCADE"
+        )
+
+    def fill(self) -> None:
+        self._run(lambda client: _awa_bulk(client, self.prios))
+        self.sql("ANALYZE awa.jobs_hot")
+
+    def queued(self) -> int:
+        return int(self.sql("SELECT count(*) FROM awa.jobs WHERE state = 'available'")[0][0])
+
+    def shared(self) -> Any:
+        return SPAWN.Value("q", 0)
+
+    def check_drain(self, executed: list[int]) -> tuple[bool, str]:
+        total, good = self.sql(
+            """SELECT count(*), count(*) FILTER (WHERE state = 'completed' AND attempt = 1)
+               FROM awa.jobs"""
+        )[0]
+        ok = _ids_once(executed, self.items) and total == good == self.items
+        return ok, (
+            f"{len(executed)} executions, {len(set(executed))} distinct, {good}/{total} jobs "
+            "completed at attempt 1"
+        )
+
+    def notes(self) -> dict[str, str]:
+        return {
+            "awa": f"awa-pg {_version('awa-pg')}: AsyncClient.migrate(), {self.engine} storage "
+            f"engine (what migrate leaves), start() defaults ({AWA_DEFAULT_WORKERS} workers "
+            "per process = the batch column); priorities 0-99 mapped to its 1-4"
+        }
+
+
 class BarePsycopgPeer(PgPeer):
     name = "bare-psycopg"
 
@@ -744,8 +1073,9 @@ def make_peers(
     if db.kind == "sqlite":
         assert db.sqlite_path is not None
         base = str(db.sqlite_path)
-        if "pgqueuer" in wanted:
-            skipped.append("pgqueuer: PostgreSQL only (run with --db postgresql)")
+        for peer_name in ("pgqueuer", "procrastinate", "awa"):
+            if peer_name in wanted:
+                skipped.append(f"{peer_name}: PostgreSQL only (run with --db postgresql)")
         if "huey" in wanted:
             if missing := _missing("huey"):
                 skipped.append(
@@ -768,6 +1098,19 @@ def make_peers(
             )
         else:
             peers.append(PgqueuerPeer(items, prios, dsn, batch))
+    for peer_name, cls, modules, package in (
+        ("procrastinate", ProcrastinatePeer, ("procrastinate",), "procrastinate"),
+        ("awa", AwaPeer, ("awa",), "awa-pg"),
+    ):
+        if peer_name not in wanted:
+            continue
+        if _missing(*modules):
+            skipped.append(
+                f"{peer_name}: not installed ({package}); "
+                "pip install -r benchmarks/requirements-peers.txt"
+            )
+        else:
+            peers.append(cls(items, prios, dsn))
     if "bare" in wanted:
         if _missing("psycopg"):
             skipped.append("bare-psycopg: psycopg not installed")
@@ -951,7 +1294,7 @@ def main(argv: list[str] | None = None) -> int:
     with bench_database(args.db, keep=args.keep, tag="peer") as db:
         cleanup = contextlib.nullcontext() if args.keep else _peer_files_removed(db)
         with cleanup:
-            title = "peer queues (huey, pgqueuer, bare drivers)"
+            title = "peer queues (huey, pgqueuer, procrastinate, awa, bare drivers)"
             head = header(
                 title,
                 db,

@@ -1,9 +1,12 @@
-"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py) run, at a tiny size, on
-SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table printed, exactly-once
-held in the queue drain (nexus and the bare-driver loop)."""
+"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py, peers.py) run, at a
+tiny size, on SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table printed,
+exactly-once held in the queue drain (nexus and the bare-driver loop) and in every peer's.
+The peer queues are not nexus dependencies: each is measured when installed
+(benchmarks/requirements-peers.txt) and must be reported as skipped when not."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -150,3 +153,51 @@ def test_metrics_benchmark_smoke(
     ):
         assert f"| {row}" in proc.stdout, row
     assert "40 claimed and finished" in proc.stdout
+
+
+# peers.py's systems per backend: (name in its table, module that must import, step rows).
+PEERS = {
+    "sqlite": [("huey", "huey"), ("bare-sqlite3", None)],
+    "postgresql": [
+        ("pgqueuer", "pgqueuer"),
+        ("procrastinate", "procrastinate"),
+        ("awa", "awa"),
+        ("bare-psycopg", None),
+    ],
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_peers_benchmark_smoke(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Every peer of the backend that is installed runs each step with exactly-once held; one
+    that is not is named as skipped (the dev extra installs none of them)."""
+    db = _db_arg(backend, request, tmp_path)
+    proc = _run(
+        [
+            str(BENCH / "peers.py"),
+            *("--db", db, "--items", "40", "--workers", "1,2", "--batch", "5"),
+            *("--timeout", "120", "--json", str(tmp_path / "peers.json")),
+        ],
+        timeout=420,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "# peer queues" in out and "| system" in out
+    assert "FAILED" not in out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    for system, module in PEERS[backend]:
+        mine = [line for line in rows if line.split("|")[1].strip() == system]
+        if module is None or importlib.util.find_spec(module) is not None:
+            steps = [line.split("|")[2].strip() for line in mine]
+            assert steps.count("enqueue-one") == 1 and steps.count("enqueue-bulk") == 1, system
+            assert steps.count("drain") >= 2, system  # workers 1 and 2
+            assert all(line.rstrip(" |").endswith("OK") for line in mine), mine
+        else:
+            assert not mine, system
+            assert f"skipped {system}: not installed" in out, system
+    if backend == "sqlite":
+        for other in ("pgqueuer", "procrastinate", "awa"):
+            assert f"skipped {other}: PostgreSQL only" in out
+        assert not list(tmp_path.glob("bench.db.*")), "peers left their side files"
