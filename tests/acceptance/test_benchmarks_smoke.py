@@ -1,9 +1,10 @@
-"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py) run, at a tiny size, on
+"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py, startup.py) run, at a tiny size, on
 SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table printed, exactly-once
 held in the queue drain (nexus and the bare-driver loop)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -150,3 +151,27 @@ def test_metrics_benchmark_smoke(
     ):
         assert f"| {row}" in proc.stdout, row
     assert "40 claimed and finished" in proc.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_startup_benchmark_smoke(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A p50/p95 row for the interpreter, each --help/--version and the real command."""
+    db = _db_arg(backend, request, tmp_path)
+    out_json = tmp_path / "startup.json"
+    proc = _run(
+        [str(BENCH / "startup.py"), "--db", db, "--runs", "2", "--json", str(out_json)],
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "# nexus start-up benchmark" in proc.stdout
+    for row in (
+        "python -c pass",
+        "nexus --help",
+        "nexus --version",
+        "nexus work --help",
+        "nexus work stats --db DB",
+    ):
+        assert f"| {row} " in proc.stdout, row
+    assert [row["runs"] for row in json.loads(out_json.read_text())["rows"]] == [2] * 5
