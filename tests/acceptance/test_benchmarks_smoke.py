@@ -1,6 +1,6 @@
-"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py, startup.py) run, at a tiny size, on
-SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table printed, exactly-once
-held in the queue drain (nexus and the bare-driver loop)."""
+"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py, startup.py) run, at a
+tiny size, on SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table printed,
+exactly-once held in the queue drain (nexus and the bare-driver loop)."""
 
 from __future__ import annotations
 

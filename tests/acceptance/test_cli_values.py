@@ -37,9 +37,8 @@ def db(tmp_path: Path) -> str:
 
 def nexus(db: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "NEXUS_DATABASE_URL"}
-    return subprocess.run(
-        [*nexus_command(), *args[:2], "--db", db, *args[2:]], env=env, capture_output=True, text=True, timeout=60
-    )
+    command = [*nexus_command(), *args[:2], "--db", db, *args[2:]]  # --db before any --
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
 def metadata(db: str, path: str = "/a.json") -> dict[str, object]:
