@@ -5,7 +5,9 @@
 
 Each row runs the installed ``nexus`` script (next to this Python; else
 ``python -m nexus.cli.main``) ``--runs`` times in a fresh process, after one untimed warm-up
-run, and prints the wall-clock p50 / p95 of a run: ``nexus --help``, ``nexus --version``,
+run, and prints the wall-clock p50 / p95 of a run and the p50 of its CPU time (user +
+system: what a run costs, nearly independent of the machine's other load):
+``nexus --help``, ``nexus --version``,
 ``nexus work --help`` (these import click and nexus's CLI modules only: no SQLAlchemy,
 Alembic, psycopg or rich) and one real command, ``nexus work stats --db DB`` (opens the
 database, reads the counters, draws the tables). ``python -c pass`` is the interpreter's own
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -31,18 +34,28 @@ def nexus_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "nexus.cli.main"]
 
 
-def run_times(argv: list[str], runs: int, env: dict[str, str]) -> list[float]:
-    """Wall-clock milliseconds of ``runs`` runs of ``argv`` (after one untimed run)."""
-    durations: list[float] = []
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_times(argv: list[str], runs: int, env: dict[str, str]) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU (user + system) milliseconds of ``runs`` runs of ``argv``, after
+    one untimed run. The CPU time hardly depends on what else the machine runs; the
+    wall-clock time is what a person waits."""
+    wall: list[float] = []
+    cpu: list[float] = []
     for attempt in range(runs + 1):
+        cpu_before = _children_cpu_seconds()
         began = time.perf_counter()
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
         elapsed = (time.perf_counter() - began) * 1000
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr[-2000:]}")
         if attempt:
-            durations.append(elapsed)
-    return durations
+            wall.append(elapsed)
+            cpu.append((_children_cpu_seconds() - cpu_before) * 1000)
+    return wall, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,13 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for name, command in rows_in.items():
             common.log(f"{name}: {args.runs} runs")
-            durations = run_times(command, args.runs, env)
+            wall, cpu = run_times(command, args.runs, env)
             results.append(
                 {
                     "command": name,
                     "runs": args.runs,
-                    "p50_ms": common.percentile(durations, 0.5),
-                    "p95_ms": common.percentile(durations, 0.95),
+                    "p50_ms": common.percentile(wall, 0.5),
+                    "p95_ms": common.percentile(wall, 0.95),
+                    "cpu_p50_ms": common.percentile(cpu, 0.5),
                 }
             )
         print(
@@ -90,13 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(
             common.table(
-                ["command", "runs", "p50 ms", "p95 ms"],
+                ["command", "runs", "p50 ms", "p95 ms", "CPU p50 ms"],
                 [
                     [
                         r["command"],
                         str(r["runs"]),
                         common.fmt_ms(r["p50_ms"]),
                         common.fmt_ms(r["p95_ms"]),
+                        common.fmt_ms(r["cpu_p50_ms"]),
                     ]
                     for r in results
                 ],
