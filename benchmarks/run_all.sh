@@ -47,4 +47,6 @@ run retention-pg-20k-b100 benchmarks/retention.py --db "$PG" --history 20000 --c
     --reps 50 --batch-size 100
 run metrics-sqlite-1m benchmarks/metrics.py --db sqlite --items 1000000 --chunk 50000
 run metrics-pg-200k benchmarks/metrics.py --db "$PG" --items 200000
+run startup-sqlite benchmarks/startup.py --db sqlite --runs 30
+run startup-pg benchmarks/startup.py --db "$PG" --runs 30
 echo "done ($(date +%T))"

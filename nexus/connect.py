@@ -6,12 +6,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.errors import InvalidArgumentError, NexusConfigError, NexusFileNotFoundError
 from nexus.storage.content import ContentStore
-from nexus.storage.metadata_store import FileRecord, SQLAlchemyMetadataStore
-from nexus.work.queue import WorkQueue
+
+if TYPE_CHECKING:
+    from nexus.storage.metadata_store import FileRecord
 
 DEFAULT_DATA_DIR = "./nexus-data"
 _CONFIG_KEYS = {"data_dir", "database_url", "tenant_id", "run_migrations", "create"}
@@ -40,6 +41,10 @@ class NexusFS:
             or str(self.data_dir / "metadata.db")
         )
         # The store first: with create=False a missing database fails before anything else.
+        # Imported here, not above: `import nexus` (and `nexus --help`) need no SQLAlchemy.
+        from nexus.storage.metadata_store import SQLAlchemyMetadataStore
+        from nexus.work.queue import WorkQueue
+
         self.metadata = SQLAlchemyMetadataStore(
             database,
             tenant_id=config.get("tenant_id", "default"),

@@ -4,6 +4,9 @@ printing one JSON document or a rich table, and turning failures into exit codes
 Exit codes: 0 ok; 1 the operation was refused (a nexus error such as a lost lease or a
 missing path, nothing ready to claim, a check that failed); 2 a usage error (click's own).
 With ``--json`` a failure is one JSON document on stdout too (:data:`ERROR_KEYS`).
+
+Nothing heavy is imported at module level (no SQLAlchemy, no rich): ``nexus --help`` loads
+only click; a command imports the store, the queue and rich when it runs.
 """
 
 from __future__ import annotations
@@ -12,20 +15,24 @@ import base64
 import binascii
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from nexus.connect import DEFAULT_DATA_DIR
 from nexus.errors import InvalidCursorError, NexusError
-from nexus.storage.metadata_store import SQLAlchemyMetadataStore
-from nexus.work import WorkQueue
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from nexus.storage.metadata_store import SQLAlchemyMetadataStore
+    from nexus.work import WorkQueue
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -157,7 +164,63 @@ def _options_part(argv: Sequence[str]) -> list[str]:
     return tokens[: tokens.index("--")] if "--" in tokens else tokens
 
 
-class NexusGroup(click.Group):
+# A token that reads as a negative number: -1, -0.5, -.5, -1e3.
+_NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def values_after_options(command: click.Command, ctx: click.Context, args: list[str]) -> list[str]:
+    """``args`` of ``command`` such that a negative number is read as a value, not as an
+    unknown option (click's reading: ``nexus meta set /a priority -1`` said "No such option:
+    -1"): when a positional value is one, the options (with their own values, which may be
+    negative numbers already: ``--priority -1``) go first, then ``--``, then the positional
+    values in their order. Any other unknown ``-x`` is left for click to refuse; a value
+    that starts with ``-`` and is no number goes after ``--`` on the command line."""
+    if command.ignore_unknown_options or not command.allow_interspersed_args:
+        return args  # e.g. worker run: everything after its options is the command's
+    takes: dict[str, int] = {}  # option name -> how many values follow it
+    for param in command.get_params(ctx):
+        if isinstance(param, click.Option):
+            count = 0 if param.is_flag or param.count else param.nargs
+            for name in (*param.opts, *param.secondary_opts):
+                takes[name] = count
+    options: list[str] = []
+    values: list[str] = []
+    index = 0
+    while index < len(args):
+        token = args[index]
+        if token == "--":
+            values.extend(args[index + 1 :])
+            break
+        name = token.split("=", 1)[0] if token.startswith("--") else token
+        if name in takes:
+            width = 0 if name != token else takes[name]  # --opt=value carries its value
+            options.extend(args[index : index + 1 + width])
+            index += 1 + width
+            continue
+        if token.startswith("-") and len(token) > 1 and not _NEGATIVE_NUMBER.fullmatch(token):
+            options.append(token)  # unknown: click says so
+        else:
+            values.append(token)
+        index += 1
+    if not any(_NEGATIVE_NUMBER.fullmatch(value) for value in values):
+        return args
+    return [*options, "--", *values]
+
+
+class CommandGroup(click.Group):
+    """A group of commands whose positional values may be negative numbers (see
+    :func:`values_after_options`)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not isinstance(command, click.Group):
+            rest = values_after_options(command, ctx, rest)
+        return name, command, rest
+
+
+class NexusGroup(CommandGroup):
     """A group whose commands report a NexusError as one line on stderr with exit code 1,
     or, run with ``--json``, every failure (a nexus error, a refusal, a usage error) as one
     JSON document on stdout (:func:`error_document`) with its exit code."""
@@ -245,12 +308,16 @@ def open_store(db: str | None, *, create: bool = False) -> SQLAlchemyMetadataSto
     """The store at ``db``. Only a command that puts something new into the database opens
     it with ``create`` (``put``, ``work enqueue``); every other one needs a nexus database
     that exists, so a mistyped --db is an error instead of a new empty database."""
+    from nexus.storage.metadata_store import SQLAlchemyMetadataStore
+
     return SQLAlchemyMetadataStore(database(db), tenant_id=tenant(), create=create)
 
 
 @contextmanager
 def open_queue(db: str | None, *, create: bool = False) -> Iterator[WorkQueue]:
     """A work queue over the store at ``db``; closes both (the queue first)."""
+    from nexus.work import WorkQueue
+
     with open_store(db, create=create) as store:
         queue = WorkQueue(store)
         try:
@@ -298,7 +365,12 @@ def pick(row: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- human output
 
-console = Console()
+
+def console() -> Console:
+    """A rich console on stdout (rich is imported when a command prints, not for --help)."""
+    from rich.console import Console
+
+    return Console()
 
 
 def cell(value: Any) -> str:
@@ -320,17 +392,28 @@ def table(
     *,
     out: Console | None = None,
 ) -> Table:
-    """Print (and return) a table of ``rows``; an empty one says ``(none)``."""
-    grid = Table(title=title, title_justify="left")
+    """Print (and return) a table of ``rows`` under ``title``; an empty one says ``(none)``.
+
+    No value is ever cut short: one wider than its column folds onto the next lines, never
+    ends in an ellipsis (a lease token, a path or a cursor is copied from here), and values
+    are printed as they are, not read as rich markup (``[x]`` in a path stays). The title
+    (often a path) is a line of its own, not the table's: a table title folds at the
+    table's width."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table()
     for column in columns:
-        grid.add_column(column)
+        grid.add_column(column, overflow="fold")
     count = 0
     for row in rows:
-        grid.add_row(*(cell(row.get(column)) for column in columns))
+        grid.add_row(*(Text(cell(row.get(column))) for column in columns))
         count += 1
     if count == 0:
         grid.add_row(*(["(none)"] + [""] * (len(columns) - 1)))
-    (out or console).print(grid)
+    printer = out or console()
+    printer.print(Text(title), soft_wrap=True)
+    printer.print(grid)
     return grid
 
 

@@ -2,26 +2,36 @@
 row-level security switch (PostgreSQL).
 
 These commands open an engine, not a store, because opening a store migrates to head.
+SQLAlchemy and Alembic are imported when a command runs, not for ``nexus db --help``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import Engine
 
-from nexus.cli.common import database, database_option, emit, json_option, refuse
+from nexus.cli.common import (
+    CommandGroup,
+    database,
+    database_option,
+    emit,
+    json_option,
+    refuse,
+)
 from nexus.cli.keys import REVISION_KEYS
-from nexus.storage import migrate, security
-from nexus.storage.engine import create_engine, resolve_database_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @contextmanager
 def _engine(db: str | None, *, create: bool = False) -> Iterator[Engine]:
     """An engine on the database; only ``db upgrade`` may create a SQLite file."""
+    from nexus.storage.engine import create_engine, resolve_database_url
+
     engine = create_engine(resolve_database_url(database(db), create=create))
     try:
         yield engine
@@ -30,6 +40,8 @@ def _engine(db: str | None, *, create: bool = False) -> Iterator[Engine]:
 
 
 def revision_document(engine: Engine) -> dict[str, Any]:
+    from nexus.storage import migrate
+
     current = migrate.current_revision(engine)
     head = migrate.head_revision()
     values = {"revision": current, "head": head, "up_to_date": current == head}
@@ -45,7 +57,7 @@ def _at(document: dict[str, Any]) -> str:
     return f"at revision {document['revision'] or 'base'}"
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def db() -> None:
     """The database schema: upgrade, downgrade, current revision, check; row-level security."""
 
@@ -56,6 +68,8 @@ def db() -> None:
 @json_option
 def upgrade(db: str | None, revision: str, as_json: bool) -> None:
     """Upgrade the schema (the same revisions as `alembic upgrade`); creates the database."""
+    from nexus.storage import migrate
+
     with _engine(db, create=True) as engine:
         migrate.upgrade(engine, revision)
         _report(engine, as_json, _at)
@@ -67,6 +81,8 @@ def upgrade(db: str | None, revision: str, as_json: bool) -> None:
 @json_option
 def downgrade(db: str | None, revision: str, as_json: bool) -> None:
     """Downgrade the schema (with "base": every nexus table and the data in it)."""
+    from nexus.storage import migrate
+
     with _engine(db) as engine:
         migrate.downgrade(engine, revision)
         _report(engine, as_json, _at)
@@ -99,6 +115,8 @@ def check(db: str | None, as_json: bool) -> None:
 
 
 def _switch_rls(db: str | None, on: bool, as_json: bool) -> None:
+    from nexus.storage import security
+
     with _engine(db) as engine:
         if on:
             security.enable_row_level_security(engine)

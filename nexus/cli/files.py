@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from nexus.cli.common import (
+    CommandGroup,
     db_option,
     decode_cursor,
     emit,
@@ -26,7 +27,9 @@ from nexus.cli.common import (
 )
 from nexus.cli.keys import FILE_KEYS
 from nexus.errors import NexusFileNotFoundError
-from nexus.storage.metadata_store import FileRecord
+
+if TYPE_CHECKING:
+    from nexus.storage.metadata_store import FileRecord
 
 LIST_COLUMNS = ["virtual_path", "size_bytes", "file_type", "updated_at"]
 
@@ -107,7 +110,7 @@ def rm(db: str | None, path: str, as_json: bool) -> None:
     emit({"path": path, "deleted": True}, as_json, f"deleted {path}")
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def meta() -> None:
     """A path's metadata keys: get, set, rm."""
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.cli.common import plain
 from nexus.cli.keys import GRAPH_KEYS, GRAPH_NODE_KEYS
 from nexus.errors import NexusFileNotFoundError
-from nexus.work import WorkQueue
+
+if TYPE_CHECKING:
+    from nexus.work import WorkQueue
 
 DIRECTIONS = ("up", "down", "both")
 FORMATS = ("mermaid", "dot", "json")

@@ -74,7 +74,16 @@ GRAPH_KEYS = ("root", "tag", "direction", "nodes", "edges", "truncated")
 GRAPH_NODE_KEYS = ("path", "path_id", "status", "priority", "tags")
 GRAPH_EDGE_KEYS = ("from", "to")
 PRUNE_KEYS = ("pruned", "statuses", "cutoff")
-WORKER_KEYS = ("worker_id", "claimed", "completed", "failed", "lost", "released", "seconds")
+WORKER_KEYS = (
+    "worker_id",
+    "claimed",
+    "completed",
+    "promoted",
+    "failed",
+    "lost",
+    "released",
+    "seconds",
+)
 
 # The five work views, by command name: (store page method, extra columns of the view).
 VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {

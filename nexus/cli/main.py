@@ -98,28 +98,31 @@ def _print_views(store: Any, names: tuple[str, ...] | None = None) -> None:
 @click.option("--tenant", envvar="NEXUS_TENANT", default="default", show_default=True)
 def demo(data_dir: str, db: str | None, tenant: str) -> None:
     """Build a small dependency graph and print the five work views."""
+    from rich.markup import escape
+
     config: dict[str, Any] = {"data_dir": data_dir, "tenant_id": tenant}
     if db:
         config["database_url"] = db
     with connect(config) as nx:
+        out = console()
         store, queue = nx.metadata, nx.queue
         for spec in DEMO_GRAPH:
             nx.write(spec["path"], f'{{"task": "{spec["path"]}"}}'.encode())
         queue.enqueue_many(DEMO_GRAPH)
         # Put one item in progress, as a worker would.
         queue.claim_ready_work("worker-1", path_prefix="/demo/index.json")
-        console.print(f"[bold]nexus demo[/bold] database: {store.url}")
+        out.print(f"[bold]nexus demo[/bold] database: {escape(store.url)}", soft_wrap=True)
         _print_views(store)
-        console.print(
+        out.print(
             "\nA worker claims /demo/extract.json and completes it; its blocked dependent "
             "/demo/clean.json is promoted to ready in the same transaction:"
         )
         claimed = queue.claim_ready_work("worker-2", path_prefix="/demo/extract.json")
         if not claimed:
-            console.print("(already done by an earlier run of the demo in this data dir)")
+            out.print("(already done by an earlier run of the demo in this data dir)")
         for item in claimed:
             promoted = queue.complete_work(item["virtual_path"], str(item["lease_token"]))
-            console.print(f"promoted: {', '.join(promoted) or '(none)'}")
+            out.print(f"promoted: {escape(', '.join(promoted)) or '(none)'}", soft_wrap=True)
         _print_views(store, ("ready_work_items", "blocked_work_items"))
 
 

@@ -9,7 +9,7 @@ import click
 from nexus.cli.common import db_option, emit, json_option, open_queue
 from nexus.cli.keys import PRUNE_KEYS
 from nexus.cli.work import DURATION
-from nexus.storage.types import utcnow
+from nexus.storage.clock import utcnow
 
 
 @click.command()

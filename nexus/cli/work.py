@@ -4,17 +4,16 @@ explanations, history, the dependency graph, counts."""
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
 
 from nexus.cli import graph as graphs
 from nexus.cli.common import (
+    CommandGroup,
     console,
     db_option,
     emit,
@@ -40,10 +39,14 @@ from nexus.cli.keys import (
     WORK_ITEM_KEYS,
 )
 from nexus.errors import NexusFileNotFoundError, WorkItemNotFoundError
-from nexus.storage.types import utcnow
+from nexus.storage.clock import utcnow
 from nexus.storage.validation import STATUSES
-from nexus.work import WorkItem, WorkQueue
 from nexus.work.worker import default_worker_id
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from nexus.work import WorkItem, WorkQueue
 
 ITEM_COLUMNS = ["virtual_path", "status", "priority", "attempts", "lease_token"]
 
@@ -98,7 +101,7 @@ def _outcome(path: str, status: str, as_json: bool) -> None:
     emit({"path": path, "status": status}, as_json, f"{path} {status}")
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def work() -> None:
     """The work queue: views, items, claims, outcomes, explanations, graph, counts."""
 
@@ -274,7 +277,8 @@ def claim(
     path_prefix: str | None,
     as_json: bool,
 ) -> None:
-    """Claim up to LIMIT ready items (exit 1 if none is ready); prints their lease tokens."""
+    """Claim up to LIMIT ready items (exit 1 if none is ready); prints their lease tokens,
+    each also on a line of its own: complete with: nexus work complete PATH --token TOKEN."""
     with open_queue(db) as queue:
         claimed = queue.claim_ready_work(
             worker_id or default_worker_id(),
@@ -290,6 +294,10 @@ def claim(
         emit_json(page_document(items, None))
     else:
         table("claimed", ITEM_COLUMNS, items)
+        # The token on one line of its own: a table folds what is wider than its column.
+        for item in items:
+            path, token = shlex.quote(item["virtual_path"]), item["lease_token"]
+            click.echo(f"complete with: nexus work complete {path} --token {token}")
 
 
 @work.command()
@@ -442,13 +450,16 @@ def graph(
 def stats_tables(stats: dict[str, Any]) -> Group:
     """The two ideas apart: the views (ready now, waiting on dependencies), then the status
     counts (the six values of the status key)."""
+    from rich.console import Group
+    from rich.table import Table
+
     views = Table(title="work views", title_justify="left")
     for label in ("ready now", "waiting on dependencies"):
-        views.add_column(label, justify="right")
+        views.add_column(label, justify="right", overflow="fold")
     views.add_row(str(stats["ready_now"]), str(stats["waiting_on_dependencies"]))
     by_status = Table(title="status counts", title_justify="left")
     for name in STATUSES:
-        by_status.add_column(name, justify="right")
+        by_status.add_column(name, justify="right", overflow="fold")
     by_status.add_row(*(str(stats["by_status"][name]) for name in STATUSES))
     return Group(views, by_status)
 
@@ -473,10 +484,13 @@ def stats(db: str | None, watch: bool, interval: float, count: int | None, as_js
             emit_json(_stats(queue))
             return
         if not watch:
-            console.print(stats_tables(_stats(queue)))
+            console().print(stats_tables(_stats(queue)))
             return
+        from rich.console import Group
+        from rich.live import Live
+
         frames = 0
-        with Live(Group(), console=console, auto_refresh=False) as live:
+        with Live(Group(), console=console(), auto_refresh=False) as live:
             try:
                 while count is None or frames < count:
                     frames += 1

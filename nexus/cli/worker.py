@@ -5,11 +5,15 @@ thread of its own, while the main thread owns the signals and the status line. C
 in a session of their own, so a Ctrl-C in the terminal reaches only nexus: the first SIGINT
 (or SIGTERM) stops claiming and lets the running commands finish; a second one terminates
 them and releases their items (ready again, the attempt not counted).
+
+A command that cannot be started at all (not found, not executable) is no failure of the
+item: the handler raises :class:`~nexus.work.worker.StopWorker`, so the Worker releases the
+item and stops, and the command exits 2. Exit codes: 0 every item completed, 1 some failed,
+2 the command could not be run (or a usage error), 130 aborted by a second Ctrl-C.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -19,39 +23,56 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
-from nexus.cli.common import db_option, emit, json_option, open_queue
+from nexus.cli.common import CommandGroup, Refused, db_option, emit, json_option, open_queue
 from nexus.cli.keys import WORKER_KEYS
 from nexus.cli.work import DURATION, prefix_option, tag_option
-from nexus.work import Worker, WorkItem, WorkQueue
-from nexus.work.worker import default_worker_id
+from nexus.work.worker import StopWorker, Worker, default_worker_id
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from nexus.work import WorkItem, WorkQueue
 
 #: Exit status after a second Ctrl-C aborted the running commands (128 + SIGINT).
 ABORTED_EXIT_CODE = 130
+#: Exit status when the command could not be run at all (as for a usage error).
+CANNOT_RUN_EXIT_CODE = 2
+#: Exit statuses by which a shell, env, xargs, timeout... say they could not run a command:
+#: 126 found but not executable, 127 not found (POSIX). ``sh -c './proces.sh'`` is as
+#: unrunnable as ``./proces.sh``.
+CANNOT_RUN_STATUSES = (126, 127)
 PATH_PLACEHOLDER = "{path}"
-worker_log = logging.getLogger("nexus.worker")
 PATH_ID_PLACEHOLDER = "{path_id}"
 
 
-class Released(Exception):
-    """The command was stopped by an abort and its item given back."""
+class CannotRun(StopWorker):
+    """The command could not be started (or its shell said it could not run it)."""
+
+
+class Aborted(StopWorker):
+    """A second Ctrl-C terminated the command; its item is given back."""
+
+
+class CannotRunError(Refused):
+    """``worker run`` stopped because its command cannot be run (exit code 2)."""
+
+    exit_code = CANNOT_RUN_EXIT_CODE
 
 
 class CommandRunner:
     """The handler: runs the command for one item; exit 0 completes it, anything else fails
-    it with the last 500 characters of its output."""
+    it with the last 500 characters of its output, but a command that cannot be started
+    (or exits 126/127) raises CannotRun: the item is released and the worker stops."""
 
     def __init__(self, queue: WorkQueue, command: tuple[str, ...]) -> None:
         self.queue = queue
         self.command = command
         self.aborting = threading.Event()
-        self.released_paths: set[str] = set()
         self.running: dict[str, subprocess.Popen[str]] = {}
         self._lock = threading.Lock()
 
@@ -63,7 +84,7 @@ class CommandRunner:
         env = {**os.environ, "NEXUS_PATH": item["virtual_path"], "NEXUS_PATH_ID": item["path_id"]}
         with self._lock:
             if self.aborting.is_set():
-                return self._release(item)
+                raise Aborted("aborted: the command was not started")
             try:
                 proc = subprocess.Popen(
                     self.arguments(item),
@@ -75,8 +96,9 @@ class CommandRunner:
                     errors="replace",
                     start_new_session=True,
                 )
-            except OSError as exc:
-                raise RuntimeError(f"cannot run {self.command[0]!r}: {exc}") from exc
+            except OSError as exc:  # not found, not executable, not a program, no resources
+                reason = exc.strerror or str(exc)
+                raise CannotRun(f"cannot run {self.command[0]!r}: {reason}") from exc
             self.running[item["path_id"]] = proc
         try:
             stdout, stderr = proc.communicate()
@@ -84,17 +106,16 @@ class CommandRunner:
             with self._lock:
                 self.running.pop(item["path_id"], None)
         if proc.returncode != 0 and self.aborting.is_set():
-            return self._release(item)
+            raise Aborted(f"aborted: the command was terminated (exit code {proc.returncode})")
         if proc.returncode != 0:
             tail = (stderr or stdout).strip()[-500:]
+            if proc.returncode in CANNOT_RUN_STATUSES:
+                raise CannotRun(
+                    f"cannot run {self.command[0]!r}: exit code {proc.returncode} "
+                    f"({'not executable' if proc.returncode == 126 else 'not found'}): {tail}"
+                )
             raise RuntimeError(f"exit code {proc.returncode}: {tail}")
         return {"exit_code": 0}
-
-    def _release(self, item: WorkItem) -> dict[str, Any]:
-        self.queue.release_work(item["virtual_path"], str(item["lease_token"]))
-        with self._lock:
-            self.released_paths.add(item["virtual_path"])
-        raise Released(item["virtual_path"])
 
     def abort(self) -> None:
         """Terminate the running commands; their items are released as they exit."""
@@ -123,6 +144,8 @@ def _signals(worker: Worker, runner: CommandRunner) -> Iterator[None]:
 
 
 def _status(worker: Worker, runner: CommandRunner, started: float) -> Text:
+    from rich.text import Text
+
     stats = worker.stats
     elapsed = max(time.monotonic() - started, 1e-6)
     line = (
@@ -137,7 +160,7 @@ def _status(worker: Worker, runner: CommandRunner, started: float) -> Text:
     return Text(line)
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def worker() -> None:
     """Run work: a command per claimed item."""
 
@@ -170,8 +193,17 @@ def run(
     """Run COMMAND once per claimed item: NEXUS_PATH and NEXUS_PATH_ID are in its
     environment, and an argument {path} (or {path_id}) is replaced by the item's. Exit code 0
     completes the item; anything else fails it (retried with back-off until max_attempts).
-    Ctrl-C: finish the running commands, then stop; twice: terminate them and release
-    their items."""
+    A COMMAND that cannot be run (not found, not executable, or exit code 126/127) stops the
+    worker and gives its item back (attempt not counted). Ctrl-C: finish the running
+    commands, then stop; twice: terminate them and release their items.
+
+    \b
+    Exit codes: 0 every command succeeded
+                1 some command failed (its item failed or awaits a retry)
+                2 COMMAND cannot be run, or a usage error
+                130 aborted by a second Ctrl-C"""
+    from rich.console import Console
+
     status_console = Console(stderr=True)
     with open_queue(db) as queue:
         runner = CommandRunner(queue, command)
@@ -185,25 +217,23 @@ def run(
             path_prefix=path_prefix,
         )
         failure: list[BaseException] = []
+        stopped: list[StopWorker] = []
 
         def loop() -> None:
             try:
                 nexus_worker.run(stop_when_idle=until_idle, max_items=max_items)
+            except StopWorker as exc:  # the items are settled: report below
+                stopped.append(exc)
             except BaseException as exc:
                 failure.append(exc)
 
         started = time.monotonic()
         thread = threading.Thread(target=loop, name="nexus-worker-run")
-        quiet = _HideReleased(runner)
-        worker_log.addFilter(quiet)
-        try:
-            with _signals(nexus_worker, runner), _status_line(status_console) as show:
-                thread.start()
-                while thread.is_alive():
-                    thread.join(0.25)
-                    show(_status(nexus_worker, runner, started))
-        finally:
-            worker_log.removeFilter(quiet)
+        with _signals(nexus_worker, runner), _status_line(status_console) as show:
+            thread.start()
+            while thread.is_alive():
+                thread.join(0.25)
+                show(_status(nexus_worker, runner, started))
         if failure:
             raise failure[0]
     stats = nexus_worker.stats
@@ -211,15 +241,30 @@ def run(
         "worker_id": nexus_worker.worker_id,
         "claimed": stats.claimed,
         "completed": stats.completed,
+        "promoted": stats.promoted,
         "failed": stats.failed,
-        "lost": stats.lost - len(runner.released_paths),
-        "released": len(runner.released_paths),
+        "lost": stats.lost,
+        "released": stats.released,
         "seconds": round(time.monotonic() - started, 3),
     }
-    text = " ".join(f"{key} {values[key]}" for key in WORKER_KEYS[1:-1])
-    emit({key: values[key] for key in WORKER_KEYS}, as_json, text)
+    document = {key: values[key] for key in WORKER_KEYS}
+    refusal: Refused | None = None
+    if runner.aborting.is_set():
+        pass  # the abort's own StopWorker: exit 130 below, after the counts
+    elif stopped:
+        message = f"{stopped[0]}; its item was released, not failed"
+        refusal = CannotRunError(message, details=document)
+    elif stats.failed:
+        message = f"{stats.failed} of {stats.claimed} commands failed (warnings above)"
+        refusal = Refused(message, details=document)
+    # With --json a failed run is one document: the error's, carrying the counts.
+    if not (as_json and refusal):
+        text = " ".join(f"{key} {values[key]}" for key in WORKER_KEYS[1:-1])
+        emit(document, as_json, text)
     if runner.aborting.is_set():
         click.get_current_context().exit(ABORTED_EXIT_CODE)
+    if refusal is not None:
+        raise refusal
 
 
 @contextmanager
@@ -228,20 +273,8 @@ def _status_line(out: Console) -> Iterator[Callable[[Text], None]]:
     if not out.is_terminal:
         yield lambda _text: None
         return
+    from rich.live import Live
+    from rich.text import Text
+
     with Live(Text(""), console=out, auto_refresh=False, transient=True) as live:
         yield lambda text: live.update(text, refresh=True)
-
-
-class _HideReleased(logging.Filter):
-    """The Worker logs an item this command released as failed and its lease as lost; it
-    was neither."""
-
-    def __init__(self, runner: CommandRunner) -> None:
-        super().__init__()
-        self.runner = runner
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        if any(isinstance(arg, Released) for arg in args):
-            return False
-        return not any(arg in self.runner.released_paths for arg in args if isinstance(arg, str))

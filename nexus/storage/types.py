@@ -6,42 +6,19 @@ import os
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
-
-def sqlite_timestamp(moment: datetime) -> str:
-    """UTC text with milliseconds, exactly as SQLite's ``strftime('%Y-%m-%d %H:%M:%f')``
-    writes it, so timestamps from Python, from triggers and from column defaults compare
-    correctly as text."""
-    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
-
-
-def truncate_to_ms(moment: datetime) -> datetime:
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse ISO-8601 text (``T`` or space, optional ``Z``/offset); naive means UTC."""
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    return to_utc(parsed)
-
-
-def to_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+# The plain-Python time helpers live in clock.py; importable from here as before.
+from nexus.storage.clock import parse_timestamp as parse_timestamp
+from nexus.storage.clock import sqlite_timestamp as sqlite_timestamp
+from nexus.storage.clock import to_utc as to_utc
+from nexus.storage.clock import truncate_to_ms as truncate_to_ms
+from nexus.storage.clock import utcnow as utcnow
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):

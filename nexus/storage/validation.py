@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from nexus.errors import InvalidArgumentError, InvalidMetadataError, InvalidPathError
-from nexus.storage.types import parse_timestamp, to_utc, truncate_to_ms
+from nexus.storage.clock import parse_timestamp, to_utc, truncate_to_ms
 
 STATUSES = ("ready", "pending", "blocked", "in_progress", "completed", "failed")
 MAX_PATH_LENGTH = 4096

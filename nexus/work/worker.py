@@ -4,7 +4,8 @@
 ``concurrency`` threads), heartbeats their leases while the handler runs, completes them with
 the handler's return value, or fails them with the exception's text (retried with back-off
 until ``max_attempts``). SIGTERM/SIGINT stop it gracefully: no new claims, the items being
-handled are finished, then ``run`` returns.
+handled are finished, then ``run`` returns. A handler that raises :class:`StopWorker` (it
+cannot work at all: its program is missing, say) has its item released and stops the worker.
 """
 
 from __future__ import annotations
@@ -60,6 +61,15 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+class StopWorker(Exception):
+    """Raised by a handler that cannot handle this item, nor (likely) any other: its program
+    cannot be started, a resource it needs is gone. Not the item's fault, so the item is
+    released (``ready`` again, the attempt not counted) rather than failed; the worker claims
+    nothing more, lets the other running handlers finish, settles their items, and then
+    ``run()`` (or ``run_once()``) raises this exception (the first one, if several handlers
+    raised one)."""
+
+
 @dataclass
 class WorkerStats:
     claimed: int = 0
@@ -68,6 +78,8 @@ class WorkerStats:
     lost: int = 0
     #: Dependents the worker's completions promoted to ready.
     promoted: int = 0
+    #: Items given back by a handler that raised StopWorker.
+    released: int = 0
 
 
 class Worker:
@@ -111,6 +123,7 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval or max(0.05, lease_seconds / 3)
         self.stats = WorkerStats()
         self._stop = threading.Event()
+        self._stopped_by: StopWorker | None = None
         self._held: dict[str, str] = {}  # path -> lease token
         self._held_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -171,6 +184,7 @@ class Worker:
                         self._stop.wait(self.poll_interval)
                     continue
                 done = self._handle_all(items)
+        self._raise_stop_worker()
         return self.stats
 
     def run_once(self) -> int:
@@ -180,7 +194,13 @@ class Worker:
         with self._handlers():
             items = self._settle([], self.concurrency)
             self._settle(self._handle_all(items), 0)
+        self._raise_stop_worker()
         return len(items)
+
+    def _raise_stop_worker(self) -> None:
+        stopped_by, self._stopped_by = self._stopped_by, None
+        if stopped_by is not None:
+            raise stopped_by
 
     @contextmanager
     def _handlers(self) -> Iterator[None]:
@@ -302,6 +322,9 @@ class Worker:
         path, token = item["virtual_path"], str(item["lease_token"])
         try:
             return True, self.handler(item)
+        except StopWorker as exc:
+            self._release(path, token, exc)
+            return False, None
         except Exception as exc:
             log.warning("worker %s: %s failed: %r", self.worker_id, path, exc)
             message = f"{type(exc).__name__}: {exc}"
@@ -316,6 +339,23 @@ class Worker:
                 with self._held_lock:
                     self._held.pop(path, None)
             return False, None
+
+    def _release(self, path: str, token: str, reason: StopWorker) -> None:
+        """Give the item of a handler that raised StopWorker back, and stop claiming."""
+        with self._held_lock:
+            if self._stopped_by is None:
+                self._stopped_by = reason
+                log.info("worker %s: stopping: %s", self.worker_id, reason)
+        self.stop()
+        try:
+            self._retrying(lambda: self.queue.release_work(path, token))
+            self.stats.released += 1
+        except LeaseLostError:
+            log.warning("worker %s: lost the lease on %s", self.worker_id, path)
+            self.stats.lost += 1
+        finally:
+            with self._held_lock:
+                self._held.pop(path, None)
 
     # ------------------------------------------------------------------ heartbeats
 

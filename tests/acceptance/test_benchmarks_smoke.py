@@ -1,12 +1,13 @@
-"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py, peers.py) run, at a
-tiny size, on SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table printed,
-exactly-once held in the queue drain (nexus and the bare-driver loop) and in every peer's.
-The peer queues are not nexus dependencies: each is measured when installed
+"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py, peers.py, startup.py)
+run, at a tiny size, on SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table
+printed, exactly-once held in the queue drain (nexus and the bare-driver loop) and in every
+peer's. The peer queues are not nexus dependencies: each is measured when installed
 (benchmarks/requirements-peers.txt) and must be reported as skipped when not."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -201,3 +202,27 @@ def test_peers_benchmark_smoke(
         for other in ("pgqueuer", "procrastinate", "awa"):
             assert f"skipped {other}: PostgreSQL only" in out
         assert not list(tmp_path.glob("bench.db.*")), "peers left their side files"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_startup_benchmark_smoke(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A p50/p95 row for the interpreter, each --help/--version and the real command."""
+    db = _db_arg(backend, request, tmp_path)
+    out_json = tmp_path / "startup.json"
+    proc = _run(
+        [str(BENCH / "startup.py"), "--db", db, "--runs", "2", "--json", str(out_json)],
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "# nexus start-up benchmark" in proc.stdout
+    for row in (
+        "python -c pass",
+        "nexus --help",
+        "nexus --version",
+        "nexus work --help",
+        "nexus work stats --db DB",
+    ):
+        assert f"| {row} " in proc.stdout, row
+    assert [row["runs"] for row in json.loads(out_json.read_text())["rows"]] == [2] * 5

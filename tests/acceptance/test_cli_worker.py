@@ -73,26 +73,133 @@ def test_a_failing_command_fails_its_item(db_url: str) -> None:
         ["worker", "run", "--db", db_url, "--until-idle", "--",
          sys.executable, "-c", "import sys; sys.exit('broken')"],
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "completed 0 failed 1" in result.stdout
+    assert result.exit_code == 1, result.output  # a run in which a command failed
+    assert "completed 0 promoted 0 failed 1" in result.stdout
+    assert "1 of 1 commands failed" in result.stderr
     bad = items(db_url)["/w/bad"]
     assert bad["status"] == "failed" and bad["attempts"] == 1
     assert bad["last_error"] is not None
     assert "exit code 1" in bad["last_error"] and "broken" in bad["last_error"]
 
 
-def test_max_items_and_a_missing_program(db_url: str) -> None:
-    enqueue(db_url, "/w/1", "/w/2", "/w/3", max_attempts=1)
+def test_max_items(db_url: str) -> None:
+    enqueue(db_url, "/w/1", "/w/2", "/w/3")
     result = CliRunner().invoke(
-        cli,
-        ["worker", "run", "--db", db_url, "--max-items", "1", "--json", "--", "/no/such/program"],
+        cli, ["worker", "run", "--db", db_url, "--max-items", "1", "--json", "--", "true"]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["failed"] == 1
-    statuses = sorted(i["status"] for i in items(db_url).values())
-    assert statuses == ["failed", "ready", "ready"]
-    failed = [i for i in items(db_url).values() if i["status"] == "failed"]
-    assert "cannot run '/no/such/program'" in str(failed[0]["last_error"])
+    assert json.loads(result.stdout)["completed"] == 1
+    assert sorted(i["status"] for i in items(db_url).values()) == ["completed", "ready", "ready"]
+
+
+# ------------------------------------------------------- exit codes, with the real `nexus`
+
+
+def nexus_command() -> list[str]:
+    """The installed ``nexus`` script next to this Python (the real entry point)."""
+    script = Path(sys.executable).with_name("nexus")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "nexus.cli.main"]
+
+
+def run_nexus(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "NEXUS_DATABASE_URL"}
+    return subprocess.run(
+        [*nexus_command(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _not_executable(tmp_path: Path) -> str:
+    script = tmp_path / "process.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o644)
+    return str(script)
+
+
+# What a person mistypes: a program that is not there, a script without its x bit, a
+# directory, and the same through a shell (which says so with exit status 127 / 126).
+UNRUNNABLE = {
+    "missing": lambda tmp: ["./proces.sh", "{path}"],
+    "not-executable": lambda tmp: [_not_executable(tmp), "{path}"],
+    "directory": lambda tmp: [str(tmp)],
+    "shell-missing": lambda tmp: ["sh", "-c", "./proces.sh \"$NEXUS_PATH\""],
+    "shell-not-executable": lambda tmp: ["sh", "-c", _not_executable(tmp)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNRUNNABLE))
+def test_a_command_that_cannot_run_stops_the_worker_with_exit_2(
+    db_url: str, tmp_path: Path, case: str
+) -> None:
+    """Five items, a command that cannot run: the worker stops at the first, gives it back
+    (ready, attempt not counted, history 'released'), fails nothing, and exits 2 naming the
+    command."""
+    paths = [f"/typo/{i}.json" for i in range(5)]
+    enqueue(db_url, *paths, max_attempts=1)
+    command = UNRUNNABLE[case](tmp_path)
+    proc = run_nexus(["worker", "run", "--db", db_url, "--until-idle", "--", *command], tmp_path)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: cannot run "), proc.stderr
+    assert repr(command[0]) in error, error
+    assert "released, not failed" in error
+    assert proc.stdout.strip() == "claimed 1 completed 0 promoted 0 failed 0 lost 0 released 1"
+    found = items(db_url)
+    assert {p: (i["status"], i["attempts"]) for p, i in found.items()} == {
+        p: ("ready", 0) for p in paths
+    }
+    with SQLAlchemyMetadataStore(db_url) as store:
+        queue = WorkQueue(store)
+        claimed = [p for p in paths if len(queue.get_work_history(p)) > 1]
+        events = [e["event"] for e in queue.get_work_history(claimed[0])]
+        queue.close()
+    assert len(claimed) == 1 and events == ["enqueued", "claimed", "released"]
+
+
+def test_cannot_run_with_concurrency_releases_every_claimed_item(
+    db_url: str, tmp_path: Path
+) -> None:
+    enqueue(db_url, *(f"/c/{i}" for i in range(6)))
+    proc = run_nexus(
+        ["worker", "run", "--db", db_url, "--until-idle", "--concurrency", "3", "--json", "--",
+         "/no/such/program"],
+        tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    error = json.loads(proc.stdout)  # one document: the error's, carrying the counts
+    assert error["error"] == "CannotRunError"
+    assert "cannot run '/no/such/program': No such file or directory" in error["message"]
+    summary = error["details"]
+    assert summary["failed"] == 0 and summary["released"] == summary["claimed"] >= 1
+    assert all(i["status"] == "ready" and i["attempts"] == 0 for i in items(db_url).values())
+
+
+def test_exit_codes_0_when_every_command_succeeds_1_when_one_failed(
+    db_url: str, tmp_path: Path
+) -> None:
+    enqueue(db_url, "/ok/1", "/ok/2")
+    proc = run_nexus(["worker", "run", "--db", db_url, "--until-idle", "--", "true"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "claimed 2 completed 2 promoted 0 failed 0 lost 0 released 0"
+    enqueue(db_url, "/bad/1", "/bad/2", "/bad/3", max_attempts=1)
+    script = "import os, sys; sys.exit(os.environ['NEXUS_PATH'] == '/bad/2')"
+    proc = run_nexus(
+        ["worker", "run", "--db", db_url, "--until-idle", "--", sys.executable, "-c", script],
+        tmp_path,
+    )
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert proc.stdout.strip() == "claimed 3 completed 2 promoted 0 failed 1 lost 0 released 0"
+    assert proc.stderr.strip().splitlines()[-1] == "Error: 1 of 3 commands failed (warnings above)"
+    assert items(db_url)["/bad/2"]["status"] == "failed"
+
+
+def test_the_exit_codes_are_in_the_help(tmp_path: Path) -> None:
+    proc = run_nexus(["worker", "run", "--help"], tmp_path)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for code in ("0 every command succeeded", "1 some command failed", "2 COMMAND cannot be run",
+                 "130 aborted"):  # fmt: skip
+        assert code in text, text
 
 
 def start_worker(db_url: str, seconds: float, marker: Path) -> subprocess.Popen[str]:
