@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every measurement of docs/benchmarks.md, one after the other (about an hour on the
 # 2-core machine): views at 10k/2k and 1M/200k (normal and adversarial shapes), queue at 20k
-# items with 1 and 4 workers, batch 1 and 10, on SQLite and on PostgreSQL.
+# items with 1 and 4 workers, batch 1 and 10, on SQLite and on PostgreSQL; retention, metrics,
+# and the pressure run on PostgreSQL.
 #   bash benchmarks/run_all.sh [OUT_DIR] [POSTGRES_SERVER_URL]
 # Each run writes OUT_DIR/<name>.txt (the printed tables) and OUT_DIR/<name>.json.
 set -u
@@ -47,4 +48,6 @@ run retention-pg-20k-b100 benchmarks/retention.py --db "$PG" --history 20000 --c
     --reps 50 --batch-size 100
 run metrics-sqlite-1m benchmarks/metrics.py --db sqlite --items 1000000 --chunk 50000
 run metrics-pg-200k benchmarks/metrics.py --db "$PG" --items 200000
+# ~4.5 minutes: clean, a held XID, recovery, REPEATABLE READ readers (issue 13's pressure target)
+run pressure-pg benchmarks/pressure.py --db "$PG"
 echo "done ($(date +%T))"
