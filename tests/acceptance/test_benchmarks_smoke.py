@@ -153,6 +153,7 @@ def test_metrics_benchmark_smoke(
     assert "40 claimed and finished" in proc.stdout
 
 
+@pytest.mark.postgresql
 def test_pressure_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """PostgreSQL only: every phase (held XID, REPEATABLE READ readers, VACUUM stand-in) runs
     at a few seconds and a small rate; its table, targets and profile are printed, and the
