@@ -1112,7 +1112,15 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    # Ctrl-C, and SIGTERM (timeout(1), run_all.sh) too, stop the children and drop the
+    # database; SIGINT is set explicitly, since a shell may start a background job ignoring it.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         sys.exit(main())
     except KeyboardInterrupt:
