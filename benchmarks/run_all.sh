@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every measurement of docs/benchmarks.md, one after the other (about an hour on the
 # 2-core machine): views at 10k/2k and 1M/200k (normal and adversarial shapes), queue at 20k
-# items with 1 and 4 workers, batch 1 and 10, on SQLite and on PostgreSQL.
+# items with 1 and 4 workers, batch 1 and 10, on SQLite and on PostgreSQL; retention, metrics,
+# and the pressure run on PostgreSQL.
 #   bash benchmarks/run_all.sh [OUT_DIR] [POSTGRES_SERVER_URL]
 # Each run writes OUT_DIR/<name>.txt (the printed tables) and OUT_DIR/<name>.json.
 set -u
@@ -49,4 +50,6 @@ run metrics-sqlite-1m benchmarks/metrics.py --db sqlite --items 1000000 --chunk 
 run metrics-pg-200k benchmarks/metrics.py --db "$PG" --items 200000
 run startup-sqlite benchmarks/startup.py --db sqlite --runs 30
 run startup-pg benchmarks/startup.py --db "$PG" --runs 30
+# ~4.5 minutes: clean, a held XID, recovery, REPEATABLE READ readers (issue 13's pressure target)
+run pressure-pg benchmarks/pressure.py --db "$PG"
 echo "done ($(date +%T))"

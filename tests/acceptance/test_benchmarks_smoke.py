@@ -1,8 +1,8 @@
-"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py, peers.py, startup.py)
-run, at a tiny size, on SQLite and on PostgreSQL, so they cannot rot: exit code 0, their table
-printed, exactly-once held in the queue drain (nexus and the bare-driver loop) and in every
-peer's. The peer queues are not nexus dependencies: each is measured when installed
-(benchmarks/requirements-peers.txt) and must be reported as skipped when not."""
+"""The benchmark scripts (views.py, drain.py, retention.py, metrics.py, peers.py, startup.py,
+pressure.py: PostgreSQL only) run, at a tiny size, on SQLite and on PostgreSQL, so they cannot rot:
+exit code 0, their table printed, exactly-once held in the queue drain (nexus and the bare-driver
+loop) and in every peer's. The peer queues are not nexus dependencies: each is measured when
+installed (benchmarks/requirements-peers.txt) and must be reported as skipped when not."""
 
 from __future__ import annotations
 
@@ -226,3 +226,30 @@ def test_startup_benchmark_smoke(
     ):
         assert f"| {row} " in proc.stdout, row
     assert [row["runs"] for row in json.loads(out_json.read_text())["rows"]] == [2] * 5
+@pytest.mark.postgresql
+def test_pressure_benchmark_smoke(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """PostgreSQL only: every phase (held XID, REPEATABLE READ readers, VACUUM stand-in) runs
+    at a few seconds and a small rate; its table, targets and profile are printed, and the
+    exit code 0 means exactly-once held (every enqueued item completed once)."""
+    db = _db_arg("postgresql", request, tmp_path)
+    out = tmp_path / "pressure.json"
+    proc = _run(
+        [
+            str(BENCH / "pressure.py"),
+            *("--db", db, "--quick", "--rate", "200", "--json", str(out)),
+        ],
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = proc.stdout
+    for phase in ("clean", "held", "recovery", "readers", "drain"):
+        assert f"| {phase} " in text, phase
+    assert "server autovacuum = " in text
+    assert "targets (issue 13):" in text and "held claim p95" in text
+    assert "exactly-once: OK" in text
+    assert "EXPLAIN (ANALYZE, BUFFERS) of the claim's pick near the end of held" in text
+    result = json.loads(out.read_text())
+    assert result["holder_xid"] is not None
+    assert result["readers"]["rounds"] > 0 and not result["readers"]["errors"]
+    assert result["exactly_once"]["ok"] and result["exactly_once"]["enqueued"] > 0
+    assert {p["phase"] for p in result["phases"]} >= {"clean", "held", "recovery", "readers"}
