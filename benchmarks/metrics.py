@@ -17,6 +17,7 @@ with ``--items``.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=200, help="calls timed per row")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--json", help="also write the rows as JSON here (run_all.sh passes it)")
     args = parser.parse_args(argv)
     common.nexus_version()
 
@@ -101,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print()
         print(common.table(["call", "calls", "p50 / p95 ms"], rows))
+        if args.json:
+            with open(args.json, "w") as out:
+                keys = ("call", "calls", "p50_p95_ms")
+                json.dump({"rows": [dict(zip(keys, row, strict=True)) for row in rows]}, out)
         queue.close()
         store.close()
     return 0
