@@ -67,7 +67,7 @@ def test_worker_run_redraws_a_status_line(db_url: str) -> None:
     assert any("· running 1 ·" in line for line in status_lines)
     assert "completed 3 · failed 0 · running 0" in out
     assert status_lines[-1].split("\r")[0].rstrip().endswith("/s")
-    assert out.rstrip().endswith("claimed 3 completed 3 failed 0 lost 0 released 0")
+    assert out.rstrip().endswith("claimed 3 completed 3 promoted 0 failed 0 lost 0 released 0")
 
 
 @pytest.mark.slow
@@ -90,5 +90,5 @@ def test_off_a_terminal_there_is_no_status_line(db_url: str) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "claimed 1 completed 1 failed 0 lost 0 released 0\n"
+    assert done.stdout == "claimed 1 completed 1 promoted 0 failed 0 lost 0 released 0\n"
     assert ": claimed " not in done.stderr and "\x1b[" not in done.stderr
