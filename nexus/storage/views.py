@@ -123,7 +123,8 @@ class ViewReader:
         ``FEW_FILTERED`` by its own index) is read through that index: those rows by primary
         key, sorted. Otherwise the view's order index is walked from the cursor, one keyset
         branch per statement, until ``limit`` rows pass the filters; all in one read
-        transaction."""
+        transaction. (Over 60 lines: the three plans share the validation and the one
+        read transaction, and splitting them would pass half a dozen values around.)"""
         tag_list = validate_tags_filter(tags)
         prefix = None if path_prefix is None else validate_prefix(path_prefix)
         view = self._views[name]
