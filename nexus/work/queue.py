@@ -73,14 +73,22 @@ class WorkQueue:
         self.db = store.database
         self.dialect = self.db.dialect
         self.tenant_id = store.tenant_id
-        self.retry_policy = retry_policy or RetryPolicy()
-        ctx = QueueContext(store, self.retry_policy)
+        self._ctx = ctx = QueueContext(store, retry_policy or RetryPolicy())
         self._enqueue = Enqueue(ctx)
         self._leases = Leases(ctx)
         self._control = Control(ctx)
         self._retention = Retention(ctx)
         self._insight = Insight(ctx)
         self._waiter: ReadyWaiter | None = None
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The back-off of failed items (settable; the rooms read it at each failure)."""
+        return self._ctx.retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, policy: RetryPolicy) -> None:
+        self._ctx.retry_policy = policy
 
     @property
     def _last_reclaim(self) -> float:
