@@ -12,6 +12,11 @@ into a :class:`~nexus.errors.NexusDatabaseError` (a write to a read-only databas
 :class:`~nexus.errors.ReadOnlyDatabaseError`; a connection that cannot be opened:
 :class:`~nexus.errors.NexusConnectionError`). A connection that broke (a terminated
 backend, a restarted server) is thrown away, so the next call opens a new one.
+
+:func:`retrying` is the one deadlock/serialisation retry loop: :meth:`Database.transaction`
+and the store's SQLAlchemy write transactions both run through it. What differs between the
+databases (transaction control, connection set-up, value shapes) is the backend's
+(:mod:`nexus.storage.backends`).
 """
 
 from __future__ import annotations
@@ -32,15 +37,39 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from nexus.errors import NexusDatabaseError, NexusError, ReadOnlyDatabaseError
+from nexus.storage.backends import backend_for
 from nexus.storage.engine import connection_error, display_url, is_read_only_error
-from nexus.storage.security import SET_TENANT_SQL
-from nexus.storage.types import parse_timestamp, sqlite_timestamp, to_utc, truncate_to_ms
+from nexus.storage.types import parse_timestamp, to_utc
 
 T = TypeVar("T")
 
 #: PostgreSQL errors worth retrying the whole transaction for: deadlock, serialisation.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 WRITE_ATTEMPTS = 5
+#: Every driver error either path can raise (SQLAlchemy wraps the driver's in DBAPIError).
+DRIVER_ERRORS = (psycopg.Error, sqlite3.Error, DBAPIError)
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The SQLSTATE of a driver error, raw or wrapped by SQLAlchemy (None for SQLite)."""
+    if isinstance(exc, DBAPIError):
+        return getattr(exc.orig, "sqlstate", None)
+    return getattr(exc, "sqlstate", None)
+
+
+def retrying(attempt: Callable[[], T], error: Callable[[BaseException], Exception]) -> T:
+    """Run ``attempt()`` (one whole transaction) up to WRITE_ATTEMPTS times while it fails
+    with a PostgreSQL deadlock or serialisation failure; any other driver error, or the
+    last retryable one, is raised as ``error(exc)``."""
+    for attempt_number in range(WRITE_ATTEMPTS):
+        try:
+            return attempt()
+        except DRIVER_ERRORS as exc:
+            if sqlstate_of(exc) in RETRYABLE_SQLSTATES and attempt_number + 1 < WRITE_ATTEMPTS:
+                time.sleep(random.uniform(0.001, 0.01) * (attempt_number + 1))
+                continue
+            raise error(exc) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Database:
@@ -49,7 +78,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self.is_postgresql = self.dialect == "postgresql"
+        #: What differs between the databases below the layers above.
+        self.backend = backend_for(self.dialect)
         self._local = threading.local()
         self._open: list[tuple[weakref.ref[threading.Thread], Any]] = []
         self._lock = threading.Lock()
@@ -64,8 +94,7 @@ class Database:
 
     def timestamp(self, moment: datetime) -> Any:
         """A datetime as this dialect's driver binds it (SQLite: sortable UTC text)."""
-        moment = to_utc(moment)
-        return sqlite_timestamp(moment) if not self.is_postgresql else truncate_to_ms(moment)
+        return self.backend.timestamp(moment)
 
     @staticmethod
     def read_timestamp(value: Any) -> datetime | None:
@@ -90,8 +119,7 @@ class Database:
                 return conn
             conn = pooled.driver_connection
             pooled.detach()
-            if self.is_postgresql:
-                conn.autocommit = False
+            self.backend.prepare(conn)
             self._local.conn = conn
             with self._lock:
                 # Connections of threads that have ended are closed here, so a process that
@@ -119,60 +147,34 @@ class Database:
             conn.close()
 
     def transaction(self, work: Callable[[Any], T], *, write: bool = True) -> T:
-        """Run ``work(cursor)`` in one transaction on this thread's driver connection."""
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                conn = self._connection()
-            except (psycopg.Error, sqlite3.Error, DBAPIError) as exc:
-                # The server is away (a restart), or the connection died during the driver's
-                # first-connect set-up: as retryable as a write that failed.
-                raise connection_error(exc, self.engine.url) from exc
-            try:
-                return self._run(conn, work, write)
-            except psycopg.Error as exc:
-                if conn.closed or conn.broken:
-                    self._discard()
-                if exc.sqlstate in RETRYABLE_SQLSTATES and attempt + 1 < WRITE_ATTEMPTS:
-                    time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
-                    continue
-                raise self._database_error(exc) from exc
-            except sqlite3.Error as exc:
-                raise self._database_error(exc) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Run ``work(cursor)`` in one transaction on this thread's driver connection
+        (retried as a whole, see :func:`retrying`)."""
+        return retrying(lambda: self._attempt(work, write), self._database_error)
 
-    def _database_error(self, exc: Exception) -> NexusDatabaseError:
-        if is_read_only_error(exc):
-            return ReadOnlyDatabaseError(display_url(self.engine.url), str(exc).strip())
-        return NexusDatabaseError(f"database write failed: {exc}")
-
-    def _run(self, conn: Any, work: Callable[[Any], T], write: bool) -> T:
+    def _attempt(self, work: Callable[[Any], T], write: bool) -> T:
+        try:
+            conn = self._connection()
+        except DRIVER_ERRORS as exc:
+            # The server is away (a restart), or the connection died during the driver's
+            # first-connect set-up: as retryable as a write that failed.
+            raise connection_error(exc, self.engine.url) from exc
         cursor = conn.cursor()
         if self.tracer is not None:
             cursor = _TracingCursor(cursor, self.tracer)
-        if self.is_postgresql:
+        try:
             try:
-                if self.tenant_setting is not None:
-                    cursor.execute(SET_TENANT_SQL, (self.tenant_setting,))
-                result = work(cursor)
-                conn.commit()
-                return result
-            except BaseException:
-                if not conn.closed:
-                    conn.rollback()
-                raise
+                return self.backend.run(conn, cursor, work, write, self.tenant_setting)
             finally:
                 cursor.close()
-        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            result = work(cursor)
-            cursor.execute("COMMIT")
-            return result
-        except BaseException:
-            if conn.in_transaction:
-                cursor.execute("ROLLBACK")
+        except self.backend.errors:
+            if self.backend.is_broken(conn):
+                self._discard()
             raise
-        finally:
-            cursor.close()
+
+    def _database_error(self, exc: BaseException) -> NexusDatabaseError:
+        if is_read_only_error(exc):
+            return ReadOnlyDatabaseError(display_url(self.engine.url), str(exc).strip())
+        return NexusDatabaseError(f"database write failed: {exc}")
 
     def close(self) -> None:
         self._closed = True

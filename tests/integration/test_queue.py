@@ -20,7 +20,7 @@ from nexus import (
 )
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.work import RetryPolicy, WorkQueue
-from nexus.work import queue as queue_module
+from nexus.work import leases as queue_module
 
 FAST_RETRY = RetryPolicy(base_seconds=0.05, factor=2.0, max_seconds=1.0, jitter=0.0)
 

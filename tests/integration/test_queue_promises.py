@@ -25,7 +25,7 @@ import pytest
 
 from nexus import LeaseLostError
 from nexus.work import RetryPolicy, WorkQueue
-from nexus.work import queue as queue_module
+from nexus.work import leases as queue_module
 
 NO_DELAY = RetryPolicy(base_seconds=0, jitter=0)
 

@@ -74,7 +74,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
             f"SELECT coalesce(sum(n), 0) FROM {t} r",
             f"SELECT coalesce(sum(n), 0) FROM {t} r WHERE tenant_id = :t",
         )
-        for t in ("work_event_counts", "work_event_hourly")
+        for t in ("work_counters", "work_event_counts", "work_event_hourly")
     },
     "work_throughput_hourly": (
         "SELECT coalesce(sum(completed), 0) FROM work_throughput_hourly",

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from nexus.storage.metadata_store import SQLAlchemyMetadataStore
 from nexus.work import WorkQueue
-from nexus.work.queries import claim_query
+from nexus.work.drivers import driver_for
 
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 
@@ -108,7 +108,7 @@ def test_enqueue_many_budget_does_not_grow_with_the_batch(
 
 
 def _plan(store: SQLAlchemyMetadataStore, backend: str) -> str:
-    query = claim_query(prefix=False, tags=False)
+    sql = driver_for(backend).claim_sql(prefix=False, tags=False)
     now = store.database.timestamp(datetime.now(timezone.utc))
     params = {
         "worker": "w",
@@ -122,7 +122,7 @@ def _plan(store: SQLAlchemyMetadataStore, backend: str) -> str:
     cursor = conn.cursor()
     try:
         prefix = "EXPLAIN " if backend == "postgresql" else "EXPLAIN QUERY PLAN "
-        cursor.execute(prefix + query.sql(backend), params)
+        cursor.execute(prefix + sql, params)
         text = "\n".join(
             str(row[-1] if backend == "sqlite" else row[0]) for row in cursor.fetchall()
         )
