@@ -433,7 +433,7 @@ def _explain_complete(conn: Any, tenant: str, batch: int) -> dict[str, Any]:
     """EXPLAIN (ANALYZE, BUFFERS) of the completion statement as complete_work_many sends it,
     for up to ``batch`` items in progress now but with a wrong lease token: the statement
     looks the items up as it would (same plan, same index reads) and changes nothing."""
-    from nexus.work.queries import COMPLETE
+    from nexus.work.drivers import driver_for
 
     try:
         paths = [
@@ -452,7 +452,7 @@ def _explain_complete(conn: Any, tenant: str, batch: int) -> dict[str, Any]:
             "now": time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime()),
             "tenant": tenant,
         }
-        sql = "EXPLAIN (ANALYZE, BUFFERS) " + str(COMPLETE.sql("postgresql"))
+        sql = "EXPLAIN (ANALYZE, BUFFERS) " + driver_for("postgresql").sql("complete")
         lines = [row[0] for row in conn.execute(sql, params).fetchall()]
     finally:
         conn.rollback()
