@@ -265,3 +265,33 @@ def test_a_second_ctrl_c_releases_what_it_holds(db_url: str, tmp_path: Path) -> 
         events = [e["event"] for e in queue.get_work_history("/s/long")]
         queue.close()
     assert events[-2:] == ["claimed", "released"]
+
+
+def test_a_failed_run_with_json_is_one_error_document_with_the_counts(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The run promotes /dep/after when /dep/first completes (counted as promoted), and one
+    command fails: with --json, stdout holds only the error document, the counts inside."""
+    with SQLAlchemyMetadataStore(db_url) as store:
+        queue = WorkQueue(store)
+        queue.enqueue_many(
+            [
+                {"path": "/dep/first"},
+                {"path": "/dep/after", "depends_on": "/dep/first", "status": "blocked"},
+                {"path": "/dep/bad", "max_attempts": 1},
+            ]
+        )
+        queue.close()
+    script = "import os, sys; sys.exit(os.environ['NEXUS_PATH'] == '/dep/bad')"
+    proc = run_nexus(
+        ["worker", "run", "--db", db_url, "--until-idle", "--json", "--",
+         sys.executable, "-c", script],
+        tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    document = json.loads(proc.stdout)  # exactly one document
+    assert document["error"] == "Refused"
+    assert document["message"] == "1 of 3 commands failed (warnings above)"
+    counts = document["details"]
+    assert (counts["claimed"], counts["completed"], counts["failed"]) == (3, 2, 1)
+    assert counts["promoted"] == 1
